@@ -1,0 +1,48 @@
+# Portrait Relight — set-up, demo, tests, benchmark. Everything runs from a fresh clone with Python 3.11 + PyPI.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+CACHE ?= $(HOME)/.cache/portrait_relight
+export PORTRAIT_RELIGHT_CACHE := $(CACHE)
+# pymatting compiles with numba on first import (~1-2 min); keep that out of the repo and reuse it.
+export NUMBA_CACHE_DIR ?= $(CACHE)/numba
+export PYTHONUNBUFFERED := 1
+
+.PHONY: demo test bench models extension venv clean
+
+# 1. Main job: relight the public-domain astronaut portrait (scikit-image) under Blender's bundled forest HDRI.
+demo: models
+	$(PY) tools/demo.py --out out/demo
+
+# 2. All tests (.ci/run calls exactly this).
+test: models $(VENV)-tflite/.installed
+	$(PY) -m pytest -q -ra tests
+
+bench: models
+	$(PY) tools/bench.py
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt -c constraints.txt
+	touch $@
+
+# TFLite reference interpreter for the converter tests: ai-edge-litert needs numpy 2, bpy needs numpy < 2,
+# so it lives in its own venv and the tests call it by subprocess.
+$(VENV)-tflite/.installed: requirements-tflite.txt
+	$(PYTHON) -m venv $(VENV)-tflite
+	$(VENV)-tflite/bin/python -m pip install -q -r requirements-tflite.txt
+	touch $@
+
+# ONNX models converted from the pinned mediapipe wheel (never committed).
+models: $(VENV)/.installed
+	$(PY) tools/build_models.py --out inference/models
+
+# The installable extension zip (dist/), bundled wheels included.
+extension: models
+	$(PY) tools/build_extension.py
+
+clean:
+	rm -rf build dist out inference/models/*.onnx

@@ -1,0 +1,100 @@
+"""Albedo v1: fit the plate's own lighting as 2nd-order spherical harmonics, divide it out.
+
+Lambertian image formation I(x) = albedo(x) * S(n(x)), with S the irradiance of the unknown source lighting as a
+9-coefficient SH function of the normal (Ramamoorthi & Hanrahan 2001: order 2 holds ~99 % of a cosine-convolved
+environment). S is fitted per colour channel by iteratively reweighted least squares (Tukey weights), so
+specular highlights, shadows cast by hair and non-skin materials do not drag the fit.
+
+Scale: one photo cannot separate albedo from light intensity. We assume the plate is normally exposed, i.e.
+the source irradiance on the subject maps a diffuse reflectance to its own value: S is scaled so its median over
+the fitted region is 1. Dark skin stays dark and light skin light; relighting under an HDRI whose irradiance/pi
+is ~1 keeps the plate's exposure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+SH_BANDS = 9
+MAX_FIT_PIXELS = 40000
+RIDGE = 1e-5
+LUMINANCE_WEIGHTS = np.array([0.2126, 0.7152, 0.0722], np.float32)  # Rec.709  # keeps coefficients of directions the visible normals never face from blowing up
+
+
+@dataclass(frozen=True)
+class AlbedoResult:
+    albedo: np.ndarray  # (H, W, 3) float32 in [0, 1]
+    shading: np.ndarray  # (H, W, 3) float32 source shading S(n), normalised as described above
+    sh_coefficients: np.ndarray  # (9, 1) float32 luminance shading, real SH basis of sh_basis()
+
+
+def sh_basis(normals: np.ndarray) -> np.ndarray:
+    """Real spherical-harmonic basis up to band 2 at unit normals (..., 3) -> (..., 9)."""
+    x, y, z = normals[..., 0], normals[..., 1], normals[..., 2]
+    return np.stack(
+        [
+            np.full_like(x, 0.282095),
+            0.488603 * y,
+            0.488603 * z,
+            0.488603 * x,
+            1.092548 * x * y,
+            1.092548 * y * z,
+            0.315392 * (3.0 * z * z - 1.0),
+            1.092548 * x * z,
+            0.546274 * (x * x - y * y),
+        ],
+        axis=-1,
+    )
+
+
+def fit_sh_shading(normals: np.ndarray, values: np.ndarray, iterations: int = 6) -> np.ndarray:
+    """Robust least-squares SH coefficients (9, C) with values (N, C) ~ sh_basis(normals) @ coefficients."""
+    basis = sh_basis(normals.astype(np.float64))
+    values = values.astype(np.float64)
+    weights = np.ones(len(values))
+    regulariser = RIDGE * np.diag([0.0] + [1.0] * 3 + [4.0] * 5) * len(values)
+    coefficients = np.zeros((SH_BANDS, values.shape[1]))
+    for _ in range(iterations):
+        weighted = basis * weights[:, None]
+        coefficients = np.linalg.solve(weighted.T @ basis + regulariser, weighted.T @ values)
+        residual = np.abs(values - basis @ coefficients).mean(axis=1)
+        scale = 4.685 * max(1.4826 * np.median(residual), 1e-6)
+        weights = np.clip(1.0 - (residual / scale) ** 2, 0.0, None) ** 2  # Tukey biweight
+    return coefficients.astype(np.float32)
+
+
+def estimate_albedo(image_linear: np.ndarray, normals: np.ndarray, alpha: np.ndarray,
+                    fit_weight: np.ndarray | None = None, seed: int = 0) -> AlbedoResult:
+    """Albedo and source shading. `fit_weight` (H, W) prefers some pixels (e.g. skin) for the lighting fit."""
+    inside = alpha > 0.9
+    if fit_weight is not None and (inside & (fit_weight > 0.5)).sum() > 500:
+        inside &= fit_weight > 0.5
+    # Shading is fitted to luminance: a per-channel fit would absorb the albedo's own colour (skin tone) into
+    # the "light" and return grey albedo. The light is therefore assumed white (plates are white-balanced).
+    luminance = image_linear @ LUMINANCE_WEIGHTS
+    rows, cols = np.nonzero(inside)
+    if rows.size < 50:  # too little of the person to fit anything: treat the lighting as uniform
+        coefficients = np.zeros((SH_BANDS, 1), np.float32)
+        coefficients[0] = 1.0 / 0.282095
+    else:
+        if rows.size > MAX_FIT_PIXELS:
+            pick = np.random.default_rng(seed).choice(rows.size, MAX_FIT_PIXELS, replace=False)
+            rows, cols = rows[pick], cols[pick]
+        coefficients = fit_sh_shading(normals[rows, cols], luminance[rows, cols, None])
+
+    shading = sh_basis(normals) @ coefficients
+    reference = float(np.median(shading[inside])) if inside.any() else float(np.median(shading))
+    shading = np.repeat(shading / max(reference, 1e-6), 3, axis=-1)
+    # Deep shadows carry no albedo information; a floor keeps the division from exploding there.
+    floor = 0.15
+    safe = np.maximum(shading, floor)
+    albedo = image_linear / safe
+    # Where the shading hit the floor, borrow the albedo of the neighbourhood instead of amplifying noise.
+    trust = np.clip((shading.mean(axis=-1) - floor) / floor, 0.0, 1.0)[..., None]
+    smooth = np.stack([ndimage.gaussian_filter(albedo[..., c], 4.0) for c in range(3)], axis=-1)
+    albedo = trust * albedo + (1.0 - trust) * smooth
+    albedo = np.clip(albedo, 0.0, 1.0) * (alpha[..., None] > 0)
+    return AlbedoResult(albedo.astype(np.float32), shading.astype(np.float32), coefficients)

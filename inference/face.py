@@ -1,0 +1,324 @@
+"""Face detection (BlazeFace short range) and 468 face landmarks (Face Mesh), MediaPipe models run via ONNX.
+
+The pre/post-processing follows MediaPipe's published graphs (face_detection_short_range.pbtxt,
+face_detection_front_detection_to_roi.pbtxt, face_landmark_cpu.pbtxt); the models themselves are described in
+inference/models/CONTRACTS.md (NHWC float32 inputs, TFLite tensor names). Models are fed sRGB-encoded RGB in
+[0, 1]; the pipeline works scene-linear, so callers encode with imageio.linear_to_srgb first.
+
+Coordinates returned here are full-image pixels: x right, y down, origin at the top-left corner of the image
+(pixel centres at +0.5). Landmark z is MediaPipe's relative depth converted to the same pixel scale as x
+(negative = toward the camera).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .onnx_session import OnnxModel
+from .settings import RelightSettings
+
+DETECTOR_MODEL = "face_detection_short_range"
+LANDMARK_MODEL = "face_landmark"
+
+# BlazeFace short range (face_detection_short_range.pbtxt): 128x128 input, SSD anchors from strides 8,16,16,16
+# with one aspect ratio plus one interpolated scale per layer (2 anchors/cell), fixed anchor size 1x1.
+DETECTOR_SIZE = 128
+DETECTOR_STRIDES = (8, 16, 16, 16)
+ANCHORS_PER_LAYER = 2
+DETECTOR_SCALE = 128.0  # x/y/w/h_scale of TensorsToDetectionsCalculator
+SCORE_CLIP = 100.0
+MIN_DETECTION_SCORE = 0.5
+NMS_IOU = 0.3
+# Detection keypoints, in MediaPipe's order. "right" = the subject's right, i.e. the image-left one.
+KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear_tragion", "left_ear_tragion")
+
+# Face Mesh (face_landmark_cpu.pbtxt): 192x192 crop of a square ROI 1.5x the detection box, rotated so the
+# eyes are level, values in [0, 1]; the crop border replicates edge pixels.
+LANDMARK_SIZE = 192
+ROI_SCALE = 1.5
+NUM_LANDMARKS = 468
+MIN_PRESENCE = 0.5
+MAX_REFINE_PASSES = 4
+
+# A few Face Mesh landmark indices (subject's right = image left for a face looking at the camera).
+RIGHT_EYE_OUTER, RIGHT_EYE_INNER, LEFT_EYE_INNER, LEFT_EYE_OUTER = 33, 133, 362, 263
+RIGHT_EYE_UPPER, RIGHT_EYE_LOWER, LEFT_EYE_UPPER, LEFT_EYE_LOWER = 159, 145, 386, 374
+NOSE_TIP, UPPER_LIP, LOWER_LIP, CHIN, FOREHEAD = 1, 13, 14, 152, 10
+
+
+@dataclass(frozen=True)
+class FaceDetection:
+    """box: (x0, y0, x1, y1) pixels; keypoints: (6, 2) pixels in KEYPOINT_NAMES order; score in [0, 1]."""
+
+    box: np.ndarray
+    keypoints: np.ndarray
+    score: float
+
+    @property
+    def area(self) -> float:
+        return float(max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1]))
+
+
+@dataclass(frozen=True)
+class FaceLandmarks:
+    """points: (468, 3) float32 full-image pixels (x right, y down, z like x, negative toward the camera).
+
+    presence: the landmark model's face-presence probability. detection: the detection it was refined from.
+    """
+
+    points: np.ndarray
+    presence: float
+    detection: FaceDetection | None = None
+
+    def eye_centres(self) -> tuple[np.ndarray, np.ndarray]:
+        """(subject's right eye, subject's left eye) centres, (2,) pixels each."""
+        right = self.points[[RIGHT_EYE_OUTER, RIGHT_EYE_INNER, RIGHT_EYE_UPPER, RIGHT_EYE_LOWER], :2].mean(0)
+        left = self.points[[LEFT_EYE_OUTER, LEFT_EYE_INNER, LEFT_EYE_UPPER, LEFT_EYE_LOWER], :2].mean(0)
+        return right, left
+
+
+def _settings(settings: RelightSettings | None) -> RelightSettings:
+    return settings if settings is not None else RelightSettings()
+
+
+def _load(name: str, settings: RelightSettings) -> OnnxModel:
+    return OnnxModel.load(name, settings.models_dir, settings.threads, settings.provider)
+
+
+def _run_image_model(model: OnnxModel, tensor_nhwc: np.ndarray) -> list[np.ndarray]:
+    """Run a one-input image model; accepts NCHW models too (a user's re-export), judged from the input shape."""
+    shape = model.input_shape(0)
+    if len(shape) == 4 and shape[1] == 3 and shape[-1] != 3:
+        tensor_nhwc = tensor_nhwc.transpose(0, 3, 1, 2)
+    out = model.run(tensor_nhwc)
+    return [out[name] for name in model.outputs]
+
+
+def _ssd_anchors() -> np.ndarray:
+    """(896, 2) anchor centres in [0, 1] of the 128x128 input; layers sharing a stride share one grid."""
+    centres = []
+    layer = 0
+    while layer < len(DETECTOR_STRIDES):
+        stride = DETECTOR_STRIDES[layer]
+        same = 1
+        while layer + same < len(DETECTOR_STRIDES) and DETECTOR_STRIDES[layer + same] == stride:
+            same += 1
+        cells = math.ceil(DETECTOR_SIZE / stride)
+        ys, xs = np.meshgrid((np.arange(cells) + 0.5) / cells, (np.arange(cells) + 0.5) / cells, indexing="ij")
+        grid = np.stack([xs.ravel(), ys.ravel()], axis=-1)
+        centres.append(np.repeat(grid, ANCHORS_PER_LAYER * same, axis=0))
+        layer += same
+    return np.concatenate(centres).astype(np.float32)
+
+
+_ANCHORS = _ssd_anchors()
+
+
+def _to_uint8_rgb(image_srgb: np.ndarray) -> np.ndarray:
+    img = np.asarray(image_srgb, np.float32)
+    if img.ndim != 3 or img.shape[2] < 3:
+        raise ValueError(f"expected an (H, W, 3) image, got shape {img.shape}")
+    return (np.clip(img[..., :3], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _letterbox(image_srgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fit the whole image into a black-bordered square of DETECTOR_SIZE (MediaPipe keep_aspect_ratio + ZERO
+    border). Returns the (1, S, S, 3) tensor in [-1, 1] and, per axis, (scale, first tensor pixel) so that
+    image pixel coordinate = (tensor pixel coordinate - first) * scale."""
+    from PIL import Image
+
+    h, w = image_srgb.shape[:2]
+    side = max(h, w)
+    scale = side / DETECTOR_SIZE
+    new_w = max(1, round(w / scale))
+    new_h = max(1, round(h / scale))
+    # PIL's antialiased resize: a 4K frame squeezed to 128 px must not alias.
+    small = np.asarray(Image.fromarray(_to_uint8_rgb(image_srgb)).resize((new_w, new_h), Image.BILINEAR))
+    canvas = np.zeros((DETECTOR_SIZE, DETECTOR_SIZE, 3), np.float32)
+    top = (DETECTOR_SIZE - new_h) // 2
+    left = (DETECTOR_SIZE - new_w) // 2
+    canvas[top:top + new_h, left:left + new_w] = small / 255.0
+    tensor = canvas * 2.0 - 1.0  # black padding becomes -1 like the reference's zero border
+    # Exact per-axis scales: the rounded resize can stretch an axis by up to half a tensor pixel.
+    return tensor[None], np.array([w / new_w, h / new_h]), np.array([left, top], np.float64)
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x0 = np.maximum(box[0], boxes[:, 0])
+    y0 = np.maximum(box[1], boxes[:, 1])
+    x1 = np.minimum(box[2], boxes[:, 2])
+    y1 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = lambda b: np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
+    union = area(box) + area(boxes) - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def _weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray):
+    """BlazeFace's tie resolution: each cluster of overlapping candidates (IoU > NMS_IOU with the best
+    remaining one) is replaced by their score-weighted mean box/keypoints, keeping the best score."""
+    order = np.argsort(-scores)
+    boxes, keypoints, scores = boxes[order], keypoints[order], scores[order]
+    alive = np.ones(len(scores), bool)
+    kept = []
+    for i in range(len(scores)):
+        if not alive[i]:
+            continue
+        cluster = alive & (_iou(boxes[i], boxes) > NMS_IOU)
+        cluster[i] = True
+        weights = scores[cluster][:, None]
+        box = (boxes[cluster] * weights).sum(0) / weights.sum()
+        kps = (keypoints[cluster] * weights[:, :, None]).sum(0) / weights.sum()
+        kept.append((box, kps, float(scores[i])))
+        alive &= ~cluster
+    return kept
+
+
+def detect_faces(
+    image_srgb: np.ndarray, settings: RelightSettings | None = None, min_score: float = MIN_DETECTION_SCORE
+) -> list[FaceDetection]:
+    """Faces in an sRGB-encoded (H, W, 3) float image in [0, 1], best score first. Any size or aspect."""
+    settings = _settings(settings)
+    tensor, scale, first = _letterbox(image_srgb)
+    outputs = _run_image_model(_load(DETECTOR_MODEL, settings), tensor)
+    # Tell the outputs apart by shape, not name: regressors (1, 896, 16), classificators (1, 896, 1).
+    regressors = next(o for o in outputs if o.shape[-1] == 16).reshape(-1, 16)
+    logits = next(o for o in outputs if o.shape[-1] == 1).reshape(-1)
+    scores = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -SCORE_CLIP, SCORE_CLIP)))
+    keep = scores >= min_score
+    if not keep.any():
+        return []
+    raw, anchors, scores = regressors[keep], _ANCHORS[keep], scores[keep]
+    # Offsets are in input pixels relative to the anchor centre (x first: reverse_output_order).
+    centre = raw[:, 0:2] / DETECTOR_SCALE + anchors
+    size = raw[:, 2:4] / DETECTOR_SCALE
+    boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1)
+    kps = raw[:, 4:16].reshape(-1, 6, 2) / DETECTOR_SCALE + anchors[:, None, :]
+    result = []
+    for box, kp, score in _weighted_nms(boxes, kps, scores):
+        # Normalised tensor coordinates -> image pixels (undo the letterbox).
+        box_px = (box.reshape(2, 2) * DETECTOR_SIZE - first) * scale
+        kp_px = (kp * DETECTOR_SIZE - first) * scale
+        result.append(FaceDetection(box_px.reshape(4).astype(np.float32), kp_px.astype(np.float32), score))
+    return result
+
+
+def _roi_from_detection(detection: FaceDetection) -> tuple[np.ndarray, float, float]:
+    """MediaPipe's face ROI: box centre, square side = ROI_SCALE * longer box side, rotated by the eye line."""
+    x0, y0, x1, y1 = detection.box
+    centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2], np.float64)
+    side = ROI_SCALE * max(x1 - x0, y1 - y0)
+    dx, dy = detection.keypoints[1] - detection.keypoints[0]  # subject's right eye -> left eye
+    return centre, float(side), math.atan2(float(dy), float(dx))
+
+
+def _roi_axes(angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """Image-pixel directions of the crop's +x (along the eye line) and +y (down the face)."""
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([c, s]), np.array([-s, c])
+
+
+def _crop(image_srgb: np.ndarray, centre: np.ndarray, side: float, angle: float) -> np.ndarray:
+    """(LANDMARK_SIZE, LANDMARK_SIZE, 3) bilinear, edge-replicated rotated square crop of the image."""
+    from scipy import ndimage
+
+    ex, ey = _roi_axes(angle)
+    step = side / LANDMARK_SIZE
+    t = (np.arange(LANDMARK_SIZE) + 0.5) * step - side / 2
+    # Image position (pixel-centre convention: pixel j covers [j, j+1)) of every crop pixel centre.
+    px = centre[0] + t[None, :] * ex[0] + t[:, None] * ey[0] - 0.5
+    py = centre[1] + t[None, :] * ex[1] + t[:, None] * ey[1] - 0.5
+    # Work on the bounding region only, prefiltered when shrinking so a big face does not alias.
+    h, w = image_srgb.shape[:2]
+    r0 = int(np.clip(np.floor(py.min()) - 2, 0, h - 1))
+    r1 = int(np.clip(np.ceil(py.max()) + 3, r0 + 1, h))
+    c0 = int(np.clip(np.floor(px.min()) - 2, 0, w - 1))
+    c1 = int(np.clip(np.ceil(px.max()) + 3, c0 + 1, w))
+    region = np.asarray(image_srgb[r0:r1, c0:c1, :3], np.float32)
+    if step > 1.5:
+        region = ndimage.gaussian_filter(region, sigma=(0.45 * step, 0.45 * step, 0), mode="nearest")
+    coords = [py - r0, px - c0]
+    channels = [ndimage.map_coordinates(region[..., c], coords, order=1, mode="nearest") for c in range(3)]
+    return np.clip(np.stack(channels, axis=-1), 0.0, 1.0)
+
+
+def _roi_from_landmarks(points: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """ROI for a second pass, as MediaPipe's tracking derives it from landmarks: rotation from the outer eye
+    corners, square of ROI_SCALE x the landmarks' extent measured in that rotated frame."""
+    dx, dy = points[LEFT_EYE_OUTER, :2] - points[RIGHT_EYE_OUTER, :2]
+    angle = math.atan2(float(dy), float(dx))
+    ex, ey = _roi_axes(angle)
+    u, v = points[:, :2] @ ex, points[:, :2] @ ey
+    cu, cv = (u.min() + u.max()) / 2, (v.min() + v.max()) / 2
+    side = ROI_SCALE * max(np.ptp(u), np.ptp(v))
+    return cu * ex + cv * ey, float(side), angle
+
+
+def _landmarks_in_roi(image_srgb: np.ndarray, roi, model: OnnxModel) -> tuple[np.ndarray, float]:
+    centre, side, angle = roi
+    outputs = _run_image_model(model, _crop(image_srgb, centre, side, angle)[None])
+    mesh = next(o for o in outputs if o.size == NUM_LANDMARKS * 3).reshape(NUM_LANDMARKS, 3).astype(np.float64)
+    flag = float(next(o for o in outputs if o.size == 1).reshape(-1)[0])
+    # The face flag is a logit in the converted TFLite model (the graph applies a sigmoid); a model that
+    # already outputs a probability is passed through.
+    presence = flag if 0.0 <= flag <= 1.0 else 1.0 / (1.0 + math.exp(-flag))
+    ex, ey = _roi_axes(angle)
+    scale = side / LANDMARK_SIZE  # crop pixels -> image pixels
+    u = mesh[:, 0] * scale - side / 2
+    v = mesh[:, 1] * scale - side / 2
+    points = np.empty((NUM_LANDMARKS, 3), np.float32)
+    points[:, 0] = centre[0] + u * ex[0] + v * ey[0]
+    points[:, 1] = centre[1] + u * ex[1] + v * ey[1]
+    points[:, 2] = mesh[:, 2] * scale  # z shares x's scale (LandmarkProjectionCalculator)
+    return points, presence
+
+
+def face_landmarks(
+    image_srgb: np.ndarray, detection: FaceDetection, settings: RelightSettings | None = None, refine: bool = True
+) -> FaceLandmarks:
+    """468 landmarks of the face found by `detection`, mapped back to full-image pixels.
+
+    With `refine`, a second pass runs on the ROI derived from the first pass's landmarks (what MediaPipe does
+    from the second video frame on): the detector's eye keypoints are coarse, and on a tilted head a wrongly
+    rotated crop costs the landmark model accuracy; a strongly tilted head needs a few passes to converge.
+    A still image can afford the extra ~10 ms per pass."""
+    model = _load(LANDMARK_MODEL, _settings(settings))
+    roi = _roi_from_detection(detection)
+    points, presence = _landmarks_in_roi(image_srgb, roi, model)
+    for _ in range(MAX_REFINE_PASSES if refine else 0):
+        if presence < MIN_PRESENCE:
+            break
+        new_roi = _roi_from_landmarks(points)
+        turn = abs((new_roi[2] - roi[2] + math.pi) % (2 * math.pi) - math.pi)
+        moved = np.linalg.norm(new_roi[0] - roi[0]) / roi[1]
+        if turn < math.radians(2.0) and moved < 0.02:
+            break  # converged: the crop would be the same
+        refined, refined_presence = _landmarks_in_roi(image_srgb, new_roi, model)
+        if refined_presence < MIN_PRESENCE:
+            break
+        roi, points, presence = new_roi, refined, refined_presence
+    return FaceLandmarks(points, presence, detection)
+
+
+def find_face(
+    image_srgb: np.ndarray, settings: RelightSettings | None = None, alpha: np.ndarray | None = None
+) -> FaceLandmarks | None:
+    """Landmarks of the main subject's face, or None. With a matte, faces whose centre lies outside the
+    subject are ignored (people in the background); among the rest the largest wins."""
+    detections = detect_faces(image_srgb, settings)
+    if alpha is not None and detections:
+        h, w = alpha.shape[:2]
+
+        def inside(d: FaceDetection) -> bool:
+            cx = int(np.clip((d.box[0] + d.box[2]) / 2, 0, w - 1))
+            cy = int(np.clip((d.box[1] + d.box[3]) / 2, 0, h - 1))
+            return alpha[cy, cx] > 0.5
+
+        detections = [d for d in detections if inside(d)]
+    if not detections:
+        return None
+    landmarks = face_landmarks(image_srgb, max(detections, key=lambda d: d.area), settings)
+    return landmarks if landmarks.presence >= MIN_PRESENCE else None

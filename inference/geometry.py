@@ -1,0 +1,320 @@
+"""Camera-space surface normals of the matted subject (v1: classical, no learned geometry network).
+
+Two sources, blended:
+- Body, hair, neck: a height field inflated from the silhouette. u solves the Poisson problem lap(u) = -1 inside
+  the matte (u = 0 on the silhouette, zero-flux where the subject is cut by the frame), and h = sqrt(4u). For a
+  disc this is exactly a hemisphere (u = (R^2 - r^2) / 4), and in general it bulges like a rounded body.
+- Face: the 468 MediaPipe landmarks (x, y in pixels, z relative depth in the same units), triangulated here
+  with a Delaunay triangulation; smooth per-vertex normals are interpolated over each triangle.
+The inflation depth has no natural scale, so it is scaled to best agree with the face's real depth gradients,
+then the face normals are blended in with a feathered mask.
+
+Normals follow ARCHITECTURE.md: (H, W, 3) float32, OpenGL camera space (+X right, +Y up, +Z toward the
+camera), unit where alpha > 0 and zero elsewhere. Image rows run down, so an image-space height h(x, y_img)
+has the normal (-dh/dx, +dh/dy_img, 1) normalised. The projection is treated as orthographic (a portrait lens
+is narrow; the error at the frame edges is a few degrees).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import face as face_module
+from .imageio import linear_to_srgb
+from .resample import resize as _resize
+from .resample import working_size as _work_shape
+from .settings import RelightSettings
+
+WORK_RESOLUTION = 512  # long edge of the grid the normals are computed on
+SOLVE_RESOLUTION = 192  # long edge of the direct Poisson solve; refined on the work grid
+REFINE_ITERATIONS = 60  # Jacobi sweeps on the work grid after upsampling the coarse solution
+FACE_RESOLUTION = 1024  # long edge of the copy the face models see (the landmark crop is 192 px anyway)
+MATTE_THRESHOLD = 0.5  # alpha above which a pixel is solid enough to shape the silhouette
+DEPTH_SCALE_RANGE = (0.35, 3.0)  # clamp on the face-derived inflation scale, in case the fit is degenerate
+EDGE_SMOOTH_SIGMA = 1.0  # work-grid pixels; hides the staircase of the thresholded matte
+
+
+@dataclass(frozen=True)
+class GeometryResult:
+    """normal: (H, W, 3) float32; face_mask: (H, W) float32 in [0, 1], weight of the face-mesh normals;
+    landmarks: the face used (full-image pixels) or None; timings: seconds per step."""
+
+    normal: np.ndarray
+    face_mask: np.ndarray
+    landmarks: face_module.FaceLandmarks | None
+    timings: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------- inflation
+def _neighbour_sum(u: np.ndarray) -> np.ndarray:
+    """Sum of the 4-neighbours inside the image (missing ones count 0)."""
+    s = np.zeros_like(u)
+    s[1:] += u[:-1]
+    s[:-1] += u[1:]
+    s[:, 1:] += u[:, :-1]
+    s[:, :-1] += u[:, 1:]
+    return s
+
+
+def _poisson_direct(mask: np.ndarray) -> np.ndarray:
+    """u with lap(u) = -1 on `mask`, u = 0 on pixels outside it, zero flux across the image border."""
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spl
+
+    h, w = mask.shape
+    n = int(mask.sum())
+    u = np.zeros(mask.shape, np.float64)
+    if n == 0:
+        return u
+    index = np.full(mask.shape, -1, np.int64)
+    index[mask] = np.arange(n)
+    ys, xs = np.nonzero(mask)
+    # Diagonal = neighbours inside the image: a neighbour beyond the frame is simply absent (Neumann), one
+    # outside the matte is a zero-valued Dirichlet neighbour.
+    in_image = _neighbour_sum(np.ones(mask.shape))[mask]
+    rows, cols = [np.arange(n)], [np.arange(n)]
+    vals = [in_image + 1e-6]  # tiny shift keeps an all-matte frame (no silhouette at all) solvable
+    for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+        yy, xx = ys + dy, xs + dx
+        ok = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        neighbour = np.full(n, -1, np.int64)
+        neighbour[ok] = index[yy[ok], xx[ok]]
+        inside = neighbour >= 0
+        rows.append(np.nonzero(inside)[0])
+        cols.append(neighbour[inside])
+        vals.append(-np.ones(int(inside.sum())))
+    a = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    u[mask] = spl.spsolve(a, np.ones(n))
+    return u
+
+
+def _poisson_refine(u: np.ndarray, mask: np.ndarray, iterations: int) -> np.ndarray:
+    """Jacobi sweeps of the same problem: cheap, and enough to fix the detail a coarse solve misses."""
+    in_image = _neighbour_sum(np.ones(mask.shape))
+    u = np.where(mask, u, 0.0)
+    for _ in range(iterations):
+        u = np.where(mask, (_neighbour_sum(u) + 1.0) / in_image, 0.0)
+    return u
+
+
+def inflation_height(mask: np.ndarray) -> np.ndarray:
+    """Height field (work-grid pixel units) of the silhouette `mask` (bool (H, W)): sqrt(4u), see module doc.
+    Solved directly on a coarse grid, upsampled and refined on the full grid."""
+    h, w = mask.shape
+    ch, cw = _work_shape(h, w, SOLVE_RESOLUTION)
+    coarse_mask = _resize(mask.astype(np.float32), ch, cw) > MATTE_THRESHOLD
+    coarse = _poisson_direct(coarse_mask)
+    # u grows with the square of the length unit, so going to a finer grid multiplies it by the factor^2.
+    factor2 = (h / ch) * (w / cw)
+    u = _resize(coarse.astype(np.float32), h, w).astype(np.float64) * factor2
+    u = _poisson_refine(u, mask, REFINE_ITERATIONS)
+    return np.sqrt(4.0 * np.maximum(u, 0.0))
+
+
+def normals_from_height(height: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """Camera-space unit normals (H, W, 3) of z = scale * height(x, y_img), height in pixel units."""
+    gy, gx = np.gradient(height * scale)
+    n = np.stack([-gx, gy, np.ones_like(gx)], axis=-1)  # +gy: image rows run down, camera +Y runs up
+    return (n / np.linalg.norm(n, axis=-1, keepdims=True)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------- face mesh
+def _camera_points(points: np.ndarray) -> np.ndarray:
+    """Landmarks (x right, y down, z away from camera, pixels) -> camera axes (x right, y up, z toward)."""
+    return np.stack([points[:, 0], -points[:, 1], -points[:, 2]], axis=-1).astype(np.float64)
+
+
+def triangulate_landmarks(points: np.ndarray) -> np.ndarray:
+    """(T, 3) triangles over the 468 landmarks (pixels, MediaPipe axes), wound counter-clockwise seen from
+    in front of the face, so every triangle's normal points out of the face.
+
+    The Delaunay triangulation is taken in the face's own frontal plane (axes from the eye line and the
+    chin->forehead line), not in the image: on a turned or tilted head the image projection folds (the nose
+    hides a cheek) and an image-space Delaunay would bridge the fold with wrong triangles. Eye and mouth
+    openings stay covered: a surface across them is a far better normal than the silhouette inflation.
+    """
+    from scipy.spatial import Delaunay
+
+    p = _camera_points(points)
+    ax = p[face_module.LEFT_EYE_OUTER] - p[face_module.RIGHT_EYE_OUTER]
+    ax /= np.linalg.norm(ax)
+    up = p[face_module.FOREHEAD] - p[face_module.CHIN]
+    up -= ax * (up @ ax)
+    up /= np.linalg.norm(up)
+    frontal = np.stack([p @ ax, p @ up], axis=-1)
+    simplices = Delaunay(frontal).simplices
+    corners = frontal[simplices]
+    e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    cross = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    simplices = np.where((cross < 0)[:, None], simplices[:, [0, 2, 1]], simplices)
+    # Delaunay fills the convex hull; drop the long slivers it adds along concave stretches of the outline.
+    longest = np.linalg.norm(corners - np.roll(corners, 1, axis=1), axis=-1).max(1)
+    width = np.ptp(frontal[:, 0])
+    return simplices[longest < 0.2 * width]
+
+
+def _vertex_normals(p: np.ndarray, simplices: np.ndarray) -> np.ndarray:
+    """Area-weighted vertex normals of the outward-wound mesh `simplices` over camera-axis points `p`."""
+    tri_n = np.cross(p[simplices[:, 1]] - p[simplices[:, 0]], p[simplices[:, 2]] - p[simplices[:, 0]])
+    vn = np.zeros_like(p)
+    for k in range(3):
+        np.add.at(vn, simplices[:, k], tri_n)
+    return vn / np.maximum(np.linalg.norm(vn, axis=-1, keepdims=True), 1e-12)
+
+
+def face_normals(points: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel normals (H, W, 3) and coverage (H, W) bool of the landmark mesh on a grid of `shape`;
+    `points` (468, 3) are in that grid's pixel units (MediaPipe axes). Rasterised with a depth test, so where
+    the projected mesh folds the surface nearest the camera wins; normals are the smoothly interpolated
+    vertex normals."""
+    h, w = shape
+    normal = np.zeros((h, w, 3), np.float32)
+    covered = np.zeros((h, w), bool)
+    simplices = triangulate_landmarks(points)
+    p = _camera_points(points)
+    vn = _vertex_normals(p, simplices)
+    xy = points[:, :2].astype(np.float64)
+    a, b, c = xy[simplices[:, 0]], xy[simplices[:, 1]], xy[simplices[:, 2]]
+    # Image-space signed area: the outward winding shows as clockwise (y down) on triangles facing the
+    # camera; the others are back faces, hidden behind the front ones.
+    det = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
+    front = det < -1e-9
+    simplices, a, b, c, det = simplices[front], a[front], b[front], c[front], det[front]
+    # Candidate pixels: every pixel centre in each triangle's bounding box (vectorised over triangles).
+    lo = np.floor(np.minimum(np.minimum(a, b), c) - 0.5).astype(np.int64)
+    hi = np.ceil(np.maximum(np.maximum(a, b), c) - 0.5).astype(np.int64)
+    lo = np.maximum(lo, 0)
+    hi = np.minimum(hi, [w - 1, h - 1])
+    nx = np.maximum(hi[:, 0] - lo[:, 0] + 1, 0)
+    ny = np.maximum(hi[:, 1] - lo[:, 1] + 1, 0)
+    counts = nx * ny
+    if counts.sum() == 0:
+        return normal, covered
+    tri = np.repeat(np.arange(len(simplices)), counts)
+    local = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    px = lo[tri, 0] + local % nx[tri]
+    py = lo[tri, 1] + local // nx[tri]
+    cx, cy = px + 0.5, py + 0.5
+    # Barycentric coordinates of the pixel centre (weights of b and c; a gets the rest).
+    wb = ((cx - a[tri, 0]) * (c[tri, 1] - a[tri, 1]) - (c[tri, 0] - a[tri, 0]) * (cy - a[tri, 1])) / det[tri]
+    wc = ((b[tri, 0] - a[tri, 0]) * (cy - a[tri, 1]) - (cx - a[tri, 0]) * (b[tri, 1] - a[tri, 1])) / det[tri]
+    wa = 1.0 - wb - wc
+    eps = -1e-6
+    inside = (wa >= eps) & (wb >= eps) & (wc >= eps)
+    tri, px, py, bary = tri[inside], px[inside], py[inside], np.stack([wa, wb, wc], -1)[inside]
+    depth = np.einsum("nk,nk->n", bary, p[simplices[tri], 2])
+    # Depth test: per pixel keep the candidate nearest the camera (largest camera z).
+    pixel = py * w + px
+    order = np.lexsort((-depth, pixel))
+    first = order[np.r_[True, pixel[order][1:] != pixel[order][:-1]]]
+    n = np.einsum("nk,nkc->nc", bary[first], vn[simplices[tri[first]]])
+    n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-9)
+    normal[py[first], px[first]] = n
+    covered[py[first], px[first]] = True
+    return normal, covered
+
+
+def _feathered(covered: np.ndarray, feather: float) -> np.ndarray:
+    """1 deep inside the covered region, falling smoothly to 0 at its edge over `feather` pixels."""
+    from scipy import ndimage
+
+    inside = ndimage.distance_transform_edt(covered)
+    t = np.clip(inside / max(feather, 1.0), 0.0, 1.0)
+    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+
+
+def _depth_scale(body_height: np.ndarray, face_n: np.ndarray, weight: np.ndarray) -> float:
+    """Scale s for the inflation so that s * dh/dx best matches the face mesh's depth slope dz/dx (weighted
+    least squares over the face). Face depth is metric-like (z in x's units), the inflation is not. Only the
+    horizontal slope is compared: vertically, the inflation of a bust mostly climbs toward the torso, which
+    says nothing about the head's roundness."""
+    gx = np.gradient(body_height, axis=1)
+    fx = -face_n[..., 0] / np.maximum(face_n[..., 2], 0.2)
+    num = float((weight * gx * fx).sum())
+    den = float((weight * gx * gx).sum())
+    if den <= 1e-9 or num <= 0:
+        return 1.0
+    return float(np.clip(num / den, *DEPTH_SCALE_RANGE))
+
+
+# ----------------------------------------------------------------------------------------------- pipeline
+def _fill_outside(normal: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Copy each outside pixel's nearest inside normal, so upsampling never mixes in zeros."""
+    from scipy import ndimage
+
+    if mask.all() or not mask.any():
+        return normal
+    _, (iy, ix) = ndimage.distance_transform_edt(~mask, return_indices=True)
+    return normal[iy, ix]
+
+
+def _smooth_normals(normal: np.ndarray, sigma: float) -> np.ndarray:
+    from scipy import ndimage
+
+    n = ndimage.gaussian_filter(normal, sigma=(sigma, sigma, 0), mode="nearest")
+    return n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-9)
+
+
+def _find_face(image_linear: np.ndarray, alpha: np.ndarray, settings: RelightSettings):
+    """Landmarks in full-image pixels, from a copy no larger than FACE_RESOLUTION (sRGB-encoded)."""
+    h, w = alpha.shape
+    fh, fw = _work_shape(h, w, FACE_RESOLUTION)
+    small = _resize(np.asarray(image_linear[..., :3], np.float32), fh, fw)
+    small_alpha = _resize(alpha, fh, fw)
+    found = face_module.find_face(linear_to_srgb(small), settings, small_alpha)
+    if found is None:
+        return None
+    scale = np.float32(w / fw)  # z shares the x scale
+    return face_module.FaceLandmarks(found.points * scale, found.presence, found.detection)
+
+
+def estimate_normals(
+    image_linear: np.ndarray, alpha: np.ndarray, settings: RelightSettings | None = None, use_face: bool = True
+) -> GeometryResult:
+    """Normals of the subject in `image_linear` (H, W, 3) scene-linear, matte `alpha` (H, W) in [0, 1]."""
+    settings = settings if settings is not None else RelightSettings()
+    alpha = np.asarray(alpha, np.float32)
+    h, w = alpha.shape
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    landmarks = _find_face(image_linear, alpha, settings) if use_face else None
+    t1 = time.perf_counter()
+    timings["face"] = t1 - t0
+
+    wh, ww = _work_shape(h, w, WORK_RESOLUTION)
+    alpha_w = _resize(alpha, wh, ww)
+    mask_w = alpha_w > MATTE_THRESHOLD
+    height = inflation_height(mask_w)
+    t2 = time.perf_counter()
+    timings["inflation"] = t2 - t1
+
+    face_w = np.zeros((wh, ww), np.float32)
+    scale = 1.0
+    if landmarks is not None:
+        to_work = ww / w
+        face_n, covered = face_normals(landmarks.points * np.float32(to_work), (wh, ww))
+        face_width = float(np.ptp(landmarks.points[:, 0])) * to_work
+        face_w = _feathered(covered, 0.12 * face_width)
+        scale = _depth_scale(height, face_n, face_w)
+    normal = _smooth_normals(normals_from_height(height, scale), EDGE_SMOOTH_SIGMA)
+    if landmarks is not None:
+        blend = face_w[..., None]
+        normal = normal * (1.0 - blend) + face_n * blend
+        normal /= np.maximum(np.linalg.norm(normal, axis=-1, keepdims=True), 1e-9)
+    t3 = time.perf_counter()
+    timings["face_mesh"] = t3 - t2
+
+    # Face pixels count as inside even where the matte is thin over them (hair strands across the face).
+    normal = _fill_outside(normal, mask_w | (face_w > 0))
+    full = _resize(normal, h, w)
+    full /= np.maximum(np.linalg.norm(full, axis=-1, keepdims=True), 1e-9)
+    full[alpha <= 0.0] = 0.0
+    face_mask = _resize(face_w, h, w) * (alpha > 0.0)
+    timings["upsample"] = time.perf_counter() - t3
+    timings["depth_scale"] = scale
+    return GeometryResult(full.astype(np.float32), np.clip(face_mask, 0.0, 1.0).astype(np.float32), landmarks,
+                          timings)

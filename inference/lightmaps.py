@@ -1,0 +1,331 @@
+"""Per-pixel light maps of Total Relighting (Pandey et al. 2021): one diffuse and four Phong specular maps.
+
+Normalisation (docs/ARCHITECTURE.md), for a unit normal n and reflected view ray r:
+    diffuse(n)    = 1/pi          * integral L(w) max(0, n.w)   dw
+    specular_e(r) = (e+1)/(2 pi)  * integral L(w) max(0, r.w)^e dw,   e in PHONG_EXPONENTS
+so a constant environment L gives back L everywhere. Note specular_1 uses the very same kernel as the diffuse
+map ((1+1)/(2 pi) = 1/pi), so it is the diffuse map looked up at r instead of n.
+
+How the convolution is done (`prefilter`): every kernel k(n.w) is zonal, so the convolution is diagonal in
+spherical harmonics (Funk-Hecke): c_lm -> Lambda_l c_lm with Lambda_l = 2 pi * integral_{-1}^{1} k(t) P_l(t) dt.
+The SH coefficients come from the *discrete* panorama (FFT along each row, then an associated-Legendre sum over
+rows with exact ring solid angles), so by the addition theorem the result equals the brute-force pixel sum
+sum_p L_p k_L(n.w_p) dOmega_p with the band-limited kernel k_L. The Phong kernels are smooth (C^(e-1) at the
+horizon) and are exact to ~1e-10 at band 64; the clamped cosine has a kink and converges like 1/(2 band), so a
+few very bright pixels (the sun) are taken out of the SH part and added back exactly per pixel as point lights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .environment import Environment
+
+PHONG_EXPONENTS = (1, 16, 32, 64)
+
+# Band limits. Phong e >= 16 is exact to ~1e-10 at 64; the clamped cosine's residual error is ~1/(2*band) of
+# what is left after the bright point lights are removed.
+PHONG_BAND = 64
+DIFFUSE_BAND = 128
+# Panoramas taller than this are area-averaged down first (box filtering preserves each light's integral).
+MAX_SOURCE_HEIGHT = 512
+# A pixel whose power (radiance x solid angle, luminance) exceeds this fraction of the panorama's total power
+# becomes part of a point light evaluated exactly per pixel (the clamped-cosine kink is too sharp for SH).
+POINT_LIGHT_FRACTION = 2e-3
+MAX_POINT_LIGHTS = 8
+MAX_LIGHT_RADIUS_DEG = 4.0
+_LUMA = np.array([0.2126, 0.7152, 0.0722])
+
+
+@dataclass(frozen=True)
+class LightGroup:
+    """A compact cluster of very bright panorama pixels, kept out of the SH part and evaluated exactly.
+
+    centre: (3,) unit panorama-frame direction; sin_radius: sine of the largest angle from `centre` to a pixel;
+    moment: (3 channels, 3 xyz) = sum_p P_p d_p, so while every pixel is above the horizon the diffuse response
+    is exactly moment @ n / pi; directions (k, 3) and power (k, 3) (= L dOmega per pixel) for the penumbra band.
+    """
+
+    centre: np.ndarray
+    sin_radius: float
+    moment: np.ndarray
+    directions: np.ndarray
+    power: np.ndarray
+
+
+@dataclass(frozen=True)
+class PrefilteredEnvironment:
+    """Convolved equirect maps in the panorama frame (row 0 = top, Blender mapping) plus point lights.
+
+    diffuse: (h, 2h, 3) float32, diffuse convolution of the environment *without* the point lights.
+    specular: (h, 2h, 9) float32, Phong e = 16, 32, 64 stacked on channels (full environment, lights included).
+    lights: the bright compact pixel groups left out of `diffuse`, added back exactly at lookup.
+    The e = 1 map is the diffuse response looked up at r (same kernel).
+    cam_to_env: (3, 3) camera -> panorama frame (copied from the Environment).
+    """
+
+    diffuse: np.ndarray
+    specular: np.ndarray
+    lights: tuple[LightGroup, ...]
+    cam_to_env: np.ndarray
+
+
+@dataclass(frozen=True)
+class LightMaps:
+    """diffuse: (H, W, 3) float32; specular: (4, H, W, 3) float32 in PHONG_EXPONENTS order."""
+
+    diffuse: np.ndarray
+    specular: np.ndarray
+
+
+def ring_solid_angles(height: int, width: int) -> np.ndarray:
+    """(height,) exact solid angle of one pixel in each equirect row (the rows' bands sum to 4 pi)."""
+    edges = np.cos(np.linspace(0.0, np.pi, height + 1))
+    return (edges[:-1] - edges[1:]) * (2.0 * np.pi / width)
+
+
+def box_downsample(radiance: np.ndarray, max_height: int) -> np.ndarray:
+    """Area-average an equirect by an integer factor until its height is <= max_height (integrals preserved
+    up to the rows' sin(theta) variation inside a block)."""
+    h, w = radiance.shape[:2]
+    f = 1
+    while h // f > max_height and h % (2 * f) == 0 and w % (2 * f) == 0:
+        f *= 2
+    if f == 1:
+        return radiance
+    omega = ring_solid_angles(h, w)[:, None, None]
+    weighted = (radiance * omega).reshape(h // f, f, w // f, f, -1).sum(axis=(1, 3))
+    area = omega.reshape(h // f, f, 1, 1).sum(axis=1) * f
+    return (weighted / area).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def zonal_coefficients(exponent: int, band: int) -> np.ndarray:
+    """(band+1,) Funk-Hecke factors Lambda_l of k(t) = (e+1)/(2 pi) max(0, t)^e (e = 1 is the diffuse 1/pi
+    kernel). Gauss-Legendre on [0, 1] is exact for these polynomial integrands."""
+    x, w = np.polynomial.legendre.leggauss(band // 2 + exponent // 2 + 8)
+    t, w = 0.5 * (x + 1.0), 0.5 * w
+    k = (exponent + 1) / (2.0 * np.pi) * t**exponent
+    p_prev, p = np.ones_like(t), t.copy()
+    out = np.empty(band + 1)
+    out[0] = 2.0 * np.pi * np.sum(k * w)
+    if band >= 1:
+        out[1] = 2.0 * np.pi * np.sum(k * t * w)
+    for l in range(2, band + 1):
+        p_prev, p = p, ((2 * l - 1) * t * p - (l - 1) * p_prev) / l
+        out[l] = 2.0 * np.pi * np.sum(k * p * w)
+    return out
+
+
+def _legendre_by_order(band: int, cos_t: np.ndarray, sin_t: np.ndarray):
+    """Yield (m, P) with P (band+1-m, n): orthonormal associated Legendre P_l^m(cos theta), l = m..band, such
+    that Y_lm = P_l^m e^{i m phi} is orthonormal on the sphere (standard stable three-term recursion)."""
+    p_mm = np.full_like(cos_t, np.sqrt(1.0 / (4.0 * np.pi)))
+    for m in range(band + 1):
+        if m > 0:
+            p_mm = -np.sqrt((2 * m + 1) / (2.0 * m)) * sin_t * p_mm
+        rows = np.empty((band + 1 - m, cos_t.size))
+        rows[0] = p_mm
+        if m < band:
+            rows[1] = np.sqrt(2 * m + 3.0) * cos_t * p_mm
+        for i, l in enumerate(range(m + 2, band + 1), start=2):
+            a = np.sqrt((4.0 * l * l - 1.0) / (l * l - m * m))
+            b = np.sqrt(((l - 1.0) ** 2 - m * m) / (4.0 * (l - 1.0) ** 2 - 1.0))
+            rows[i] = a * (cos_t * rows[i - 1] - b * rows[i - 2])
+        yield m, rows
+
+
+def sh_convolve(radiance: np.ndarray, kernels: list[np.ndarray]) -> list[np.ndarray]:
+    """Convolve an equirect (h, w, C) with zonal kernels given by their Funk-Hecke factors (all the same
+    length band+1). Returns one (h, w, C) float32 map per kernel, evaluated at the pixel centres.
+
+    Azimuth is taken as increasing with the column; that is a reflection of Blender's, which dot products
+    (hence zonal convolutions) do not see.
+    """
+    h, w, c = radiance.shape
+    band = len(kernels[0]) - 1
+    theta = (np.arange(h) + 0.5) * np.pi / h
+    cos_t, sin_t = np.cos(theta), np.sin(theta)
+    omega = ring_solid_angles(h, w)  # per pixel
+    # F[i, m, c] = sum_j L[i, j, c] e^{-i m phi_j} dOmega_i ; phi_j = 2 pi (j + 0.5) / w
+    spectrum = np.fft.rfft(radiance.astype(np.float64), axis=1)[:, : band + 1]
+    m_all = np.arange(band + 1)
+    spectrum *= np.exp(-1j * m_all * np.pi / w)[None, :, None] * omega[:, None, None]
+    out_spec = [np.zeros((h, w // 2 + 1, c), np.complex128) for _ in kernels]
+    for m, p in _legendre_by_order(band, cos_t, sin_t):
+        coeff = p @ spectrum[:, m, :]  # (band+1-m, C): c_lm
+        for kernel, target in zip(kernels, out_spec):
+            target[:, m, :] = p.T @ (kernel[m:, None] * coeff)
+    maps = []
+    for target in out_spec:
+        # sum over m = -band..band of G_m e^{i m phi} = w * irfft(G) (irfft doubles m > 0 and divides by w);
+        # the phase factor puts the samples at the pixel centres phi_j = 2 pi (j + 0.5) / w.
+        target[:, : band + 1] *= np.exp(1j * m_all * np.pi / w)[None, :, None]
+        maps.append((np.fft.irfft(target, n=w, axis=1) * w).astype(np.float32))
+    return maps
+
+
+def _extract_light_groups(radiance: np.ndarray) -> tuple[np.ndarray, tuple[LightGroup, ...]]:
+    """Split the brightest compact pixel clusters off the panorama. Returns (residual radiance, groups).
+
+    Pixels whose luminance power exceeds POINT_LIGHT_FRACTION of the total are grouped by flood fill on the
+    8-neighbourhood (wrapping in azimuth). Groups narrower than MAX_LIGHT_RADIUS_DEG (suns, bulbs) become
+    LightGroups, the MAX_POINT_LIGHTS most powerful first, and are zeroed in the residual so nothing counts twice.
+    Wide groups (softboxes, windows) stay in the SH part: their own extent already softens the kink.
+    """
+    from scipy import ndimage
+
+    from .environment import pixel_directions
+
+    h, w = radiance.shape[:2]
+    omega = np.broadcast_to(ring_solid_angles(h, w)[:, None], (h, w))
+    power = (radiance.astype(np.float64) @ _LUMA) * omega
+    total = power.sum()
+    if not np.isfinite(total) or total <= 0.0:
+        return radiance, ()
+    hot = power > POINT_LIGHT_FRACTION * total
+    if not hot.any():
+        return radiance, ()
+    labels, _ = ndimage.label(hot, structure=np.ones((3, 3), bool))
+    for a, b in zip(labels[:, 0], labels[:, -1]):  # merge groups that touch across the wrap-around seam
+        if a and b and a != b:
+            labels[labels == b] = a
+    ids = np.unique(labels[labels > 0])
+    order = ids[np.argsort(ndimage.sum(power, labels, ids))[::-1]]
+    dirs = pixel_directions(h, w)
+    residual = radiance.copy()
+    groups = []
+    for label in order:
+        sel = labels == label
+        d = dirs[sel]
+        p = radiance[sel].astype(np.float64) * omega[sel][:, None]
+        centre = (d * (p @ _LUMA)[:, None]).sum(axis=0)
+        centre /= np.linalg.norm(centre)
+        cos_radius = float(np.min(d @ centre))
+        if cos_radius < np.cos(np.radians(MAX_LIGHT_RADIUS_DEG)):
+            continue
+        groups.append(LightGroup(centre, float(np.sqrt(max(0.0, 1.0 - cos_radius**2))), p.T @ d, d, p))
+        residual[sel] = 0.0
+        if len(groups) == MAX_POINT_LIGHTS:
+            break
+    return residual, tuple(groups)
+
+
+def prefilter(environment: Environment, max_source_height: int = MAX_SOURCE_HEIGHT) -> PrefilteredEnvironment:
+    """Convolve the environment with the diffuse and Phong kernels (depends only on the HDRI: cache per shot).
+
+    The maps keep the (possibly box-downsampled) panorama's resolution, so bilinear lookups are accurate to well
+    under 1 % even for the e = 64 lobe (~7 degrees wide).
+    """
+    radiance = np.nan_to_num(np.asarray(environment.radiance, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    radiance = box_downsample(np.maximum(radiance, 0.0), max_source_height)
+    residual, groups = _extract_light_groups(radiance)
+    (diffuse,) = sh_convolve(residual, [zonal_coefficients(1, DIFFUSE_BAND)])
+    phong = sh_convolve(radiance, [zonal_coefficients(e, PHONG_BAND) for e in PHONG_EXPONENTS[1:]])
+    return PrefilteredEnvironment(
+        diffuse=np.maximum(diffuse, 0.0),
+        specular=np.maximum(np.concatenate(phong, axis=-1), 0.0),
+        lights=groups,
+        cam_to_env=np.asarray(environment.cam_to_env, np.float64),
+    )
+
+
+def _wrap_padded(equirect: np.ndarray) -> np.ndarray:
+    """(h, w, C) -> (h, w+1, C) with the first column repeated at the end, so bilinear taps need no modulo."""
+    return np.ascontiguousarray(np.concatenate([equirect, equirect[:, :1]], axis=1), np.float32)
+
+
+def _bilinear(padded: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Bilinear lookup of a wrap-padded equirect (h, w+1, C) at panorama-frame unit directions q (N, 3),
+    with Blender's mapping (environment.direction_to_uv): wraps in u, clamps in v. Same result as
+    environment.sample_equirect, restructured for speed (one flat gather per tap)."""
+    h, w1, c = padded.shape
+    w = w1 - 1
+    x = np.arctan2(q[:, 1], q[:, 0]) * np.float32(-w / (2.0 * np.pi)) + np.float32(0.5 * w - 0.5)
+    x = np.mod(x, np.float32(w))  # pixel-centre coordinates in [0, w); column w is the wrapped column 0
+    y = np.arccos(np.clip(q[:, 2], -1.0, 1.0)) * np.float32(h / np.pi) - np.float32(0.5)
+    y = np.clip(y, 0.0, h - 1.0)
+    x0 = np.minimum(x.astype(np.int32), w - 1)
+    y0 = np.minimum(y.astype(np.int32), h - 2) if h > 1 else np.zeros_like(x0)
+    fx = (x - x0)[:, None]
+    fy = (y - y0)[:, None]
+    flat = padded.reshape(-1, c)
+    i00 = y0 * w1 + x0
+    i10 = i00 + (w1 if h > 1 else 0)
+    top = np.take(flat, i00, axis=0)
+    top += fx * (np.take(flat, i00 + 1, axis=0) - top)
+    bottom = np.take(flat, i10, axis=0)
+    bottom += fx * (np.take(flat, i10 + 1, axis=0) - bottom)
+    top += fy * (bottom - top)
+    return top
+
+
+def _light_groups_diffuse(lights: tuple[LightGroup, ...], q: np.ndarray) -> np.ndarray:
+    """Exact diffuse response (N, 3) of the light groups at panorama-frame unit directions q (N, 3)."""
+    out = np.zeros((q.shape[0], 3), np.float32)
+    if not lights:
+        return out
+    centres = np.stack([g.centre for g in lights], axis=1).astype(np.float32)  # (3, G)
+    sin_r = np.array([g.sin_radius for g in lights], np.float32)
+    moments = np.concatenate([g.moment.T / np.pi for g in lights], axis=1).astype(np.float32)  # (3, 3G)
+    s = q @ centres  # (N, G)
+    lit = (s >= sin_r).astype(np.float32)  # every pixel of the group above the horizon: exactly linear in q
+    linear = (q @ moments).reshape(-1, len(lights), 3)
+    out += np.einsum("ng,ngc->nc", lit, linear, optimize=True)
+    for k, g in enumerate(lights):
+        band = np.flatnonzero(np.abs(s[:, k]) < sin_r[k])  # penumbra: sum the group's pixels one by one
+        if band.size:
+            cos = np.maximum(q[band] @ g.directions.T.astype(np.float32), 0.0)
+            out[band] += cos @ (g.power / np.pi).astype(np.float32)
+    return out
+
+
+def light_maps(
+    prefiltered: PrefilteredEnvironment,
+    normals: np.ndarray,
+    view_rays: np.ndarray,
+    mask: np.ndarray | None = None,
+) -> LightMaps:
+    """Per-pixel light maps. normals, view_rays: (H, W, 3) camera space (rays from the camera into the scene).
+
+    diffuse at n; specular_e at r = 2 (n.v) n - v with v = -ray (surface -> camera). Zero outside `mask`.
+    """
+    h, w = normals.shape[:2]
+    k = len(PHONG_EXPONENTS)
+    everything = mask is None or bool(np.all(mask))
+    idx = None if everything else np.flatnonzero(np.asarray(mask).reshape(-1))
+    diffuse = np.zeros((h * w, 3), np.float32)
+    specular = np.zeros((h * w, 3 * k), np.float32)
+    if everything or idx.size:
+        n = normals.reshape(-1, 3).astype(np.float32, copy=False)
+        v = view_rays.reshape(-1, 3).astype(np.float32, copy=False)
+        if idx is not None:
+            n, v = n[idx], v[idx]
+        r = n * (-2.0 * np.einsum("ij,ij->i", n, v))[:, None] + v  # 2 (n.v') n - v' with v' = -ray
+        rot = prefiltered.cam_to_env.T.astype(np.float32)
+        n_env = _normalise(n @ rot)
+        r_env = _normalise(r @ rot)
+        d = _bilinear(_wrap_padded(prefiltered.diffuse), n_env)
+        d += _light_groups_diffuse(prefiltered.lights, n_env)
+        # e = 1 shares the diffuse kernel: look it up at r together with the three sharper lobes.
+        maps_r = _wrap_padded(np.concatenate([prefiltered.diffuse, prefiltered.specular], axis=-1))
+        s = _bilinear(maps_r, r_env)
+        s[:, :3] += _light_groups_diffuse(prefiltered.lights, r_env)
+        if idx is None:
+            diffuse, specular = d, s
+        else:
+            diffuse[idx], specular[idx] = d, s
+    specular = specular.reshape(h, w, k, 3).transpose(2, 0, 1, 3)
+    return LightMaps(diffuse.reshape(h, w, 3), np.ascontiguousarray(specular))
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    """Unit vectors; zero vectors (e.g. a missing normal inside the mask) become +Z instead of NaN."""
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    bad = norm[:, 0] < 1e-12
+    x = x / np.where(norm < 1e-12, 1.0, norm)
+    x[bad] = (0.0, 0.0, 1.0)
+    return x

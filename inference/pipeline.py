@@ -1,0 +1,166 @@
+"""The whole Total Relighting pipeline on one plate, and the file-level job the CLI and operators run."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import albedo as albedo_stage
+from . import geometry, lightmaps, matting, shading
+from .camera import camera_rays
+from .environment import Environment
+from .errors import RelightInputError
+from .exr import write_passes
+from .imageio import linear_to_srgb, read_plate, write_png
+from .resample import resize
+from .settings import RelightSettings
+
+Progress = Callable[[str, float], None]
+STAGES = ("matting", "geometry", "albedo", "light_maps", "shading", "composite")
+
+
+@dataclass
+class RelightResult:
+    passes: dict[str, np.ndarray]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RelightOutput:
+    exr_path: Path
+    preview_path: Path
+    timings: dict[str, float]
+
+
+def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Scale a background plate to cover (height, width) and centre-crop it, keeping its aspect ratio."""
+    bh, bw = background.shape[:2]
+    scale = max(height / bh, width / bw)
+    sh, sw = max(height, round(bh * scale)), max(width, round(bw * scale))
+    scaled = resize(background, sh, sw)
+    top, left = (sh - height) // 2, (sw - width) // 2
+    return scaled[top : top + height, left : left + width]
+
+
+def relight(plate: np.ndarray, environment: Environment, settings: RelightSettings = RelightSettings(),
+            background: np.ndarray | None = None, progress: Progress | None = None,
+            prefiltered: lightmaps.PrefilteredEnvironment | None = None) -> RelightResult:
+    """Relight a scene-linear (H, W, 3) plate under `environment`; returns all passes and per-stage seconds.
+
+    `background` (any size) is what the composite goes over; without it, the environment as the camera sees it.
+    `prefiltered` reuses light-map prefiltering of the same environment across frames.
+    """
+    height, width = plate.shape[:2]
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def done(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = now - clock
+        clock = now
+        if progress is not None:
+            progress(stage, (STAGES.index(stage) + 1) / len(STAGES))
+
+    matte = matting.estimate_matte(plate, settings)
+    alpha = matte.alpha
+    done("matting")
+
+    shape = geometry.estimate_normals(plate, alpha, settings)
+    if shape.landmarks is None:
+        # The segmentation model also fires on animals and objects; a portrait needs a visible face (v1).
+        raise RelightInputError(None, "no person found in the image (no face detected)")
+    normals = shape.normal
+    done("geometry")
+
+    intrinsic = albedo_stage.estimate_albedo(matte.foreground, normals, alpha, fit_weight=shape.face_mask)
+    done("albedo")
+
+    rays = camera_rays(width, height, settings.fov_deg)
+    if prefiltered is None:
+        prefiltered = lightmaps.prefilter(environment)
+    maps = lightmaps.light_maps(prefiltered, normals, rays, alpha > 0)
+    done("light_maps")
+
+    skin = shading.skin_likelihood(matte.foreground, alpha, shape.face_mask)
+    weights = shading.lobe_weights(skin, normals, rays, settings.specular_strength)
+    shaded = shading.shade(intrinsic.albedo, maps.diffuse, maps.specular, weights, alpha)
+    done("shading")
+
+    if background is None:
+        backdrop = environment.sample(rays)
+    else:
+        backdrop = fit_background(background, height, width)
+    composite = shading.composite(shaded.relit[..., :3], alpha, backdrop)
+    done("composite")
+
+    timings["total"] = sum(timings[s] for s in STAGES)
+    passes = {
+        "alpha": alpha,
+        "foreground": matte.foreground * (alpha[..., None] > 0),
+        "normal": normals,
+        "albedo": intrinsic.albedo,
+        "diffuse": maps.diffuse,
+        "specular": shaded.specular,
+        "relit": shaded.relit,
+        "composite": composite,
+    }
+    return RelightResult(passes=passes, timings=timings)
+
+
+def preview_strip(plate: np.ndarray, passes: dict[str, np.ndarray], height: int = 256) -> np.ndarray:
+    """plate | alpha | normals | albedo | relit | composite, display-referred sRGB [0, 1], side by side."""
+    h, w = plate.shape[:2]
+    tile_w = max(1, round(w * height / h))
+    alpha = passes["alpha"]
+    tiles = [
+        linear_to_srgb(plate),
+        np.repeat(alpha[..., None], 3, axis=-1),
+        (0.5 * passes["normal"] + 0.5) * (alpha[..., None] > 0),
+        linear_to_srgb(passes["albedo"]),
+        linear_to_srgb(passes["relit"][..., :3] * alpha[..., None]),
+        linear_to_srgb(passes["composite"]),
+    ]
+    return np.concatenate([np.clip(resize(t, height, tile_w), 0, 1) for t in tiles], axis=1)
+
+
+def check_output_folder(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RelightInputError(out_dir, "output path exists and is not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RelightInputError(out_dir, f"cannot create output folder ({exc.strerror})") from exc
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise RelightInputError(out_dir, "output folder is not writable")
+
+
+def relight_file(plate_path: str | os.PathLike, out_dir: str | os.PathLike, environment: Environment,
+                 settings: RelightSettings = RelightSettings(), background: np.ndarray | None = None,
+                 progress: Progress | None = None, stem: str | None = None) -> RelightOutput:
+    """Read a plate, relight it, write DIR/<stem>.exr and DIR/<stem>_preview.png; both or neither."""
+    plate_path, out_dir = Path(plate_path), Path(out_dir)
+    check_output_folder(out_dir)
+    plate = read_plate(plate_path)
+    try:
+        result = relight(plate, environment, settings, background, progress)
+    except RelightInputError as exc:
+        if exc.path is None:  # stage errors know the problem, not the file
+            raise RelightInputError(plate_path, exc.problem) from exc
+        raise
+    stem = stem or plate_path.stem
+    exr_path, preview_path = out_dir / f"{stem}.exr", out_dir / f"{stem}_preview.png"
+    clock = time.perf_counter()
+    write_png(preview_path, preview_strip(plate, result.passes))
+    try:
+        write_passes(exr_path, result.passes, metadata={"portraitRelight:source": plate_path.name})
+    except BaseException:
+        preview_path.unlink(missing_ok=True)
+        raise
+    result.timings["write"] = time.perf_counter() - clock
+    return RelightOutput(exr_path, preview_path, result.timings)

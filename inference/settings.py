@@ -1,0 +1,25 @@
+"""Settings that travel through the pipeline as one frozen value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RelightSettings:
+    """Everything the pipeline needs besides the arrays.
+
+    fov_deg: camera field of view across the *larger* image dimension (Blender's AUTO sensor fit), degrees.
+    matting_resolution: long edge, in pixels, at which closed-form matting runs before edge-aware upsampling.
+    specular_strength: global gain on the specular term of the shading (1 = the skin-like default).
+    threads: intra-op threads for ONNX Runtime (0 = let the runtime choose).
+    provider: 'auto' (CUDA when onnxruntime exposes it, else CPU), 'cpu' or 'cuda'.
+    models_dir: folder with ONNX models following inference/models/CONTRACTS.md; None = the bundled ones.
+    """
+
+    fov_deg: float = 40.0
+    matting_resolution: int = 512
+    specular_strength: float = 1.0
+    threads: int = 0
+    provider: str = "auto"
+    models_dir: str | None = None
