@@ -12,7 +12,7 @@ export PYTHONUNBUFFERED := 1
 
 # 1. Main job: relight the public-domain astronaut portrait (scikit-image) under Blender's bundled forest HDRI.
 demo: models
-	$(PY) tools/demo.py --out out/demo
+	$(PY) tools/demo.py --out out/demo $(if $(PLATE),--plate $(PLATE))
 
 # 2. All tests (.ci/run calls exactly this).
 test: models $(VENV)-tflite/.installed

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RelightInputError
-from .imageio import atomic_target
+from .imageio import atomic_target, commit_atomic
 
 DEFAULT_LAYER = "relight"
 
@@ -67,7 +67,7 @@ def write_passes(path: str | os.PathLike, passes: dict[str, np.ndarray], layer: 
     try:
         with OpenEXR.File(header, channels) as exr:
             exr.write(str(temp))
-        os.replace(temp, path)
+        commit_atomic(temp, path)
     finally:
         if temp.exists():
             temp.unlink()

@@ -216,10 +216,20 @@ def read_hdri(path: str | os.PathLike) -> np.ndarray:
 
 
 def atomic_target(path: Path):
-    """A temp file name in the destination folder; rename it onto `path` once complete."""
+    """A unique temp file name in the destination folder; `commit_atomic` renames it onto `path` when complete.
+
+    Unique names let many farm processes write into one folder at once without clashing."""
     handle, temp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(handle)
     return Path(temp)
+
+
+def commit_atomic(temp: Path, path: Path) -> None:
+    """Give the finished temp file normal permissions (mkstemp makes it 0600) and rename it into place."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temp, 0o666 & ~umask)
+    os.replace(temp, path)
 
 
 def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
@@ -230,7 +240,7 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
     temp = atomic_target(path)
     try:
         Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)).save(temp, format="PNG")
-        os.replace(temp, path)
+        commit_atomic(temp, path)
     finally:
         if temp.exists():
             temp.unlink()

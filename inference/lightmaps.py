@@ -17,12 +17,14 @@ few very bright pixels (the sun) are taken out of the SH part and added back exa
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from .environment import Environment
+from .environment import Environment, pixel_directions, sample_equirect
 
 PHONG_EXPONENTS = (1, 16, 32, 64)
 
@@ -32,11 +34,13 @@ PHONG_BAND = 64
 DIFFUSE_BAND = 128
 # Panoramas taller than this are area-averaged down first (box filtering preserves each light's integral).
 MAX_SOURCE_HEIGHT = 512
+MIN_SOURCE_HEIGHT = 256
 # A pixel whose power (radiance x solid angle, luminance) exceeds this fraction of the panorama's total power
 # becomes part of a point light evaluated exactly per pixel (the clamped-cosine kink is too sharp for SH).
 POINT_LIGHT_FRACTION = 2e-3
 MAX_POINT_LIGHTS = 8
 MAX_LIGHT_RADIUS_DEG = 4.0
+_CHUNK = 65536  # pixels per work item of light_maps: keeps the (N, 12) temporaries in cache
 _LUMA = np.array([0.2126, 0.7152, 0.0722])
 
 
@@ -146,7 +150,7 @@ def sh_convolve(radiance: np.ndarray, kernels: list[np.ndarray]) -> list[np.ndar
     (hence zonal convolutions) do not see.
     """
     h, w, c = radiance.shape
-    band = len(kernels[0]) - 1
+    band = min(len(kernels[0]) - 1, w // 2 - 1)  # a w-column row carries azimuthal orders below w/2 only
     theta = (np.arange(h) + 0.5) * np.pi / h
     cos_t, sin_t = np.cos(theta), np.sin(theta)
     omega = ring_solid_angles(h, w)  # per pixel
@@ -158,7 +162,7 @@ def sh_convolve(radiance: np.ndarray, kernels: list[np.ndarray]) -> list[np.ndar
     for m, p in _legendre_by_order(band, cos_t, sin_t):
         coeff = p @ spectrum[:, m, :]  # (band+1-m, C): c_lm
         for kernel, target in zip(kernels, out_spec):
-            target[:, m, :] = p.T @ (kernel[m:, None] * coeff)
+            target[:, m, :] = p.T @ (kernel[m : band + 1, None] * coeff)
     maps = []
     for target in out_spec:
         # sum over m = -band..band of G_m e^{i m phi} = w * irfft(G) (irfft doubles m > 0 and divides by w);
@@ -176,30 +180,22 @@ def _extract_light_groups(radiance: np.ndarray) -> tuple[np.ndarray, tuple[Light
     LightGroups, the MAX_POINT_LIGHTS most powerful first, and are zeroed in the residual so nothing counts twice.
     Wide groups (softboxes, windows) stay in the SH part: their own extent already softens the kink.
     """
-    from scipy import ndimage
-
-    from .environment import pixel_directions
-
     h, w = radiance.shape[:2]
     omega = np.broadcast_to(ring_solid_angles(h, w)[:, None], (h, w))
     power = (radiance.astype(np.float64) @ _LUMA) * omega
     total = power.sum()
     if not np.isfinite(total) or total <= 0.0:
         return radiance, ()
-    hot = power > POINT_LIGHT_FRACTION * total
-    if not hot.any():
+    hot = np.argwhere(power > POINT_LIGHT_FRACTION * total)  # at most 1 / POINT_LIGHT_FRACTION pixels
+    if not len(hot):
         return radiance, ()
-    labels, _ = ndimage.label(hot, structure=np.ones((3, 3), bool))
-    for a, b in zip(labels[:, 0], labels[:, -1]):  # merge groups that touch across the wrap-around seam
-        if a and b and a != b:
-            labels[labels == b] = a
-    ids = np.unique(labels[labels > 0])
-    order = ids[np.argsort(ndimage.sum(power, labels, ids))[::-1]]
+    groups_of_pixels = _connected_groups(hot, w)
+    order = sorted(groups_of_pixels, key=lambda g: -power[g[:, 0], g[:, 1]].sum())
     dirs = pixel_directions(h, w)
     residual = radiance.copy()
     groups = []
-    for label in order:
-        sel = labels == label
+    for pixels in order:
+        sel = (pixels[:, 0], pixels[:, 1])
         d = dirs[sel]
         p = radiance[sel].astype(np.float64) * omega[sel][:, None]
         centre = (d * (p @ _LUMA)[:, None]).sum(axis=0)
@@ -214,6 +210,30 @@ def _extract_light_groups(radiance: np.ndarray) -> tuple[np.ndarray, tuple[Light
     return residual, tuple(groups)
 
 
+def _connected_groups(pixels: np.ndarray, width: int) -> list[np.ndarray]:
+    """Split (k, 2) (row, col) pixels into 8-connected groups, wrapping in azimuth (k is small: a flood fill)."""
+    index = {(int(r), int(c)): i for i, (r, c) in enumerate(pixels)}
+    seen = np.zeros(len(pixels), bool)
+    groups = []
+    for start in range(len(pixels)):
+        if seen[start]:
+            continue
+        seen[start] = True
+        stack, members = [start], []
+        while stack:
+            i = stack.pop()
+            members.append(i)
+            r, c = pixels[i]
+            for dr in (-1, 0, 1):
+                for dc in (-1, 0, 1):
+                    j = index.get((int(r + dr), int((c + dc) % width)))
+                    if j is not None and not seen[j]:
+                        seen[j] = True
+                        stack.append(j)
+        groups.append(pixels[members])
+    return groups
+
+
 def prefilter(environment: Environment, max_source_height: int = MAX_SOURCE_HEIGHT) -> PrefilteredEnvironment:
     """Convolve the environment with the diffuse and Phong kernels (depends only on the HDRI: cache per shot).
 
@@ -222,6 +242,9 @@ def prefilter(environment: Environment, max_source_height: int = MAX_SOURCE_HEIG
     """
     radiance = np.nan_to_num(np.asarray(environment.radiance, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     radiance = box_downsample(np.maximum(radiance, 0.0), max_source_height)
+    if radiance.shape[0] < MIN_SOURCE_HEIGHT:
+        # a coarse grid cannot integrate the ~7 degree e=64 lobe (nor hold it for lookups): resample up
+        radiance = sample_equirect(radiance, pixel_directions(MIN_SOURCE_HEIGHT, 2 * MIN_SOURCE_HEIGHT))
     residual, groups = _extract_light_groups(radiance)
     (diffuse,) = sh_convolve(residual, [zonal_coefficients(1, DIFFUSE_BAND)])
     phong = sh_convolve(radiance, [zonal_coefficients(e, PHONG_BAND) for e in PHONG_EXPONENTS[1:]])
@@ -292,34 +315,40 @@ def light_maps(
     """Per-pixel light maps. normals, view_rays: (H, W, 3) camera space (rays from the camera into the scene).
 
     diffuse at n; specular_e at r = 2 (n.v) n - v with v = -ray (surface -> camera). Zero outside `mask`.
+    Work is split in cache-sized chunks over a small thread pool (numpy releases the GIL in these kernels).
     """
     h, w = normals.shape[:2]
     k = len(PHONG_EXPONENTS)
-    everything = mask is None or bool(np.all(mask))
-    idx = None if everything else np.flatnonzero(np.asarray(mask).reshape(-1))
+    n_all = normals.reshape(-1, 3)
+    v_all = view_rays.reshape(-1, 3)
+    idx = np.arange(h * w) if mask is None else np.flatnonzero(np.asarray(mask).reshape(-1))
     diffuse = np.zeros((h * w, 3), np.float32)
-    specular = np.zeros((h * w, 3 * k), np.float32)
-    if everything or idx.size:
-        n = normals.reshape(-1, 3).astype(np.float32, copy=False)
-        v = view_rays.reshape(-1, 3).astype(np.float32, copy=False)
-        if idx is not None:
-            n, v = n[idx], v[idx]
+    specular = np.zeros((k, h * w, 3), np.float32)
+    rot = prefiltered.cam_to_env.T.astype(np.float32)
+    diffuse_map = _wrap_padded(prefiltered.diffuse)
+    # e = 1 shares the diffuse kernel: look it up at r together with the three sharper lobes.
+    reflected_maps = _wrap_padded(np.concatenate([prefiltered.diffuse, prefiltered.specular], axis=-1))
+
+    def shade(chunk: np.ndarray) -> None:
+        n = n_all[chunk].astype(np.float32, copy=False)
+        v = v_all[chunk].astype(np.float32, copy=False)
         r = n * (-2.0 * np.einsum("ij,ij->i", n, v))[:, None] + v  # 2 (n.v') n - v' with v' = -ray
-        rot = prefiltered.cam_to_env.T.astype(np.float32)
         n_env = _normalise(n @ rot)
         r_env = _normalise(r @ rot)
-        d = _bilinear(_wrap_padded(prefiltered.diffuse), n_env)
+        d = _bilinear(diffuse_map, n_env)
         d += _light_groups_diffuse(prefiltered.lights, n_env)
-        # e = 1 shares the diffuse kernel: look it up at r together with the three sharper lobes.
-        maps_r = _wrap_padded(np.concatenate([prefiltered.diffuse, prefiltered.specular], axis=-1))
-        s = _bilinear(maps_r, r_env)
+        s = _bilinear(reflected_maps, r_env)
         s[:, :3] += _light_groups_diffuse(prefiltered.lights, r_env)
-        if idx is None:
-            diffuse, specular = d, s
-        else:
-            diffuse[idx], specular[idx] = d, s
-    specular = specular.reshape(h, w, k, 3).transpose(2, 0, 1, 3)
-    return LightMaps(diffuse.reshape(h, w, 3), np.ascontiguousarray(specular))
+        diffuse[chunk] = d
+        specular[:, chunk] = s.reshape(-1, k, 3).transpose(1, 0, 2)
+
+    chunks = [idx[i : i + _CHUNK] for i in range(0, idx.size, _CHUNK)]
+    if len(chunks) > 1:
+        with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+            list(pool.map(shade, chunks))
+    elif chunks:
+        shade(chunks[0])
+    return LightMaps(diffuse.reshape(h, w, 3), specular.reshape(k, h, w, 3))
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:

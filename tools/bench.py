@@ -10,7 +10,6 @@ edge replication (so the machine always has the same input). Prints a table and 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import statistics
@@ -18,16 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_package():
-    spec = importlib.util.spec_from_file_location("portrait_relight", ROOT / "__init__.py",
-                                                  submodule_search_locations=[str(ROOT)])
-    package = importlib.util.module_from_spec(spec)
-    sys.modules["portrait_relight"] = package
-    spec.loader.exec_module(package)
-    return package
+from package_loader import ROOT, load_package
 
 
 def bundled_world_hdri(name: str = "forest.exr") -> Path:

@@ -1,0 +1,1 @@
+"""Compositor node groups built by the extension."""

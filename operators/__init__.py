@@ -1,0 +1,1 @@
+"""Thin bpy adapters: compositor and sequencer operators, the CLI command, the image boundary."""

@@ -1,0 +1,178 @@
+"""Compositor operator: relight the plate of the active Image (or Movie Clip) node.
+
+Writes <output folder>/<plate stem>.exr (multilayer passes), then adds an Image node reading it, a Recombine
+group wired to it, and connects the group's composite to the compositor output. The backdrop the pipeline used
+is kept as a packed float image so the group's composite equals the EXR's composite pass at default gains.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from ..inference.camera import camera_rays
+from ..inference.errors import RelightInputError
+from ..inference.exr import write_passes
+from ..inference.pipeline import check_output_folder, fit_background, relight
+from ..inference.settings import RelightSettings
+from ..nodes.recombine import ensure_recombine_group
+from . import jobs
+from .image_utils import array_to_image, image_label, image_to_array, load_image_file
+from .lighting import LightingProperties, output_folder, resolve_lighting
+
+PASSES_NODE = "Portrait Relight Passes"
+RECOMBINE_NODE = "Portrait Relight Recombine"
+BACKDROP_NODE = "Portrait Relight Backdrop"
+RECOMBINE_PASSES = ("albedo", "diffuse", "specular", "alpha")
+
+
+def compositor_tree(scene: "bpy.types.Scene") -> "bpy.types.NodeTree":
+    """The scene's compositor node group (Blender 5.0), created with an Image output when missing."""
+    tree = scene.compositing_node_group
+    if tree is None:
+        tree = bpy.data.node_groups.new(f"{scene.name} Compositing", "CompositorNodeTree")
+        scene.compositing_node_group = tree
+    if not any(i.in_out == "OUTPUT" for i in tree.interface.items_tree if i.item_type == "SOCKET"):
+        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+    return tree
+
+
+def group_output(tree: "bpy.types.NodeTree") -> "bpy.types.Node":
+    node = next((n for n in tree.nodes if n.type == "GROUP_OUTPUT" and n.is_active_output), None)
+    if node is None:
+        node = tree.nodes.new("NodeGroupOutput")
+        node.location = (900, 0)
+    return node
+
+
+def plate_node(tree: "bpy.types.NodeTree") -> "bpy.types.Node":
+    node = tree.nodes.active
+    if node is None or node.type not in {"IMAGE", "MOVIECLIP"} or node.name == PASSES_NODE:
+        raise RelightInputError(None, "make an Image or Movie Clip node with the plate active in the compositor")
+    if node.type == "IMAGE" and node.image is None:
+        raise RelightInputError(None, f"compositor node '{node.name}' has no image")
+    if node.type == "MOVIECLIP" and node.clip is None:
+        raise RelightInputError(None, f"compositor node '{node.name}' has no movie clip")
+    return node
+
+
+def read_node_plate(node: "bpy.types.Node") -> tuple[np.ndarray, str]:
+    """(plate, file stem) of an Image or Movie Clip node."""
+    if node.type == "IMAGE":
+        image = node.image
+        return image_to_array(image), Path(image.filepath or image.name).stem or "plate"
+    clip = node.clip
+    path = bpy.path.abspath(clip.filepath, library=clip.library)
+    if clip.source == "MOVIE":
+        raise RelightInputError(path, "movie files are not supported yet; use an image or image sequence clip")
+    image = load_image_file(path, clip.colorspace_settings.name)
+    try:
+        return image_to_array(image), Path(path).stem
+    finally:
+        bpy.data.images.remove(image)
+
+
+def relight_to_exr(plate, lighting, exr_path: Path, progress):
+    """Worker-thread part: run the pipeline, write the EXR, return the backdrop the composite used."""
+    height, width = plate.shape[:2]
+    settings = RelightSettings(fov_deg=lighting.fov_deg)
+    result = relight(plate, lighting.environment, settings, lighting.background, progress)
+    write_passes(exr_path, result.passes)
+    if lighting.background is not None:
+        return fit_background(lighting.background, height, width)
+    return lighting.environment.sample(camera_rays(width, height, lighting.fov_deg))
+
+
+def _node(tree, name: str, bl_idname: str, location) -> "bpy.types.Node":
+    """Reuse the node we made last time (re-running replaces results rather than piling up nodes)."""
+    node = tree.nodes.get(name)
+    if node is None or node.bl_idname != bl_idname:
+        node = tree.nodes.new(bl_idname)
+        node.name = node.label = name
+    node.location = location
+    return node
+
+
+def insert_nodes(scene, source_node, exr_path: Path, backdrop: np.ndarray) -> "bpy.types.Node":
+    """Image node on the EXR + Recombine group, wired to the compositor output; returns the group node."""
+    tree = compositor_tree(scene)
+    image = bpy.data.images.load(str(exr_path), check_existing=True)
+    image.reload()  # a re-run overwrote the file
+    x, y = source_node.location
+    passes = _node(tree, PASSES_NODE, "CompositorNodeImage", (x + 300, y))
+    passes.image = image
+    missing = [p for p in RECOMBINE_PASSES if p not in passes.outputs]
+    if missing:
+        raise RelightInputError(exr_path, f"EXR lacks passes {', '.join(missing)}")
+
+    backdrop_image = array_to_image(backdrop, BACKDROP_NODE, image=bpy.data.images.get(BACKDROP_NODE))
+    backdrop_image.pack()  # generated pixels would be lost on save otherwise
+    backdrop_node = _node(tree, BACKDROP_NODE, "CompositorNodeImage", (x + 300, y - 350))
+    backdrop_node.image = backdrop_image
+
+    group = _node(tree, RECOMBINE_NODE, "CompositorNodeGroup", (x + 600, y))
+    group.node_tree = ensure_recombine_group()
+    for name in RECOMBINE_PASSES:
+        tree.links.new(passes.outputs[name], group.inputs[name])
+    tree.links.new(backdrop_node.outputs["Image"], group.inputs["background"])
+    output = group_output(tree)
+    output.location = (x + 900, y)
+    tree.links.new(group.outputs["composite"], output.inputs[0])
+    return group
+
+
+class PORTRAIT_RELIGHT_OT_compositor_relight(LightingProperties, bpy.types.Operator):
+    """Relight the active Image node's plate and add the recombine node setup"""
+
+    bl_idname = "portrait_relight.compositor_relight"
+    bl_label = "Relight Portrait"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        tree = context.scene.compositing_node_group if context.scene else None
+        return tree is not None and tree.nodes.active is not None
+
+    def execute(self, context):
+        scene = context.scene
+        try:
+            source = plate_node(compositor_tree(scene))
+            plate, stem = read_node_plate(source)
+            height, width = plate.shape[:2]
+            lighting = resolve_lighting(self, scene, width, height)
+            out_dir = Path(output_folder(self))
+            check_output_folder(out_dir)
+            exr_path = out_dir / f"{stem}.exr"
+            scene_name, source_name = scene.name, source.name
+
+            def work(progress):
+                return relight_to_exr(plate, lighting, exr_path, progress)
+
+            def apply(backdrop):
+                target = bpy.data.scenes[scene_name]
+                insert_nodes(target, target.compositing_node_group.nodes[source_name], exr_path, backdrop)
+
+            jobs.start("Portrait Relight", work, apply)
+        except RelightInputError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"relighting {image_label(source.image) if source.type == 'IMAGE' else stem}"
+                              f" -> {os.fspath(exr_path)}")
+        return {"FINISHED"}
+
+
+def menu_entry(self, _context):
+    self.layout.operator(PORTRAIT_RELIGHT_OT_compositor_relight.bl_idname, icon="LIGHT")
+
+
+def register():
+    bpy.utils.register_class(PORTRAIT_RELIGHT_OT_compositor_relight)
+    bpy.types.NODE_MT_context_menu.append(menu_entry)
+
+
+def unregister():
+    bpy.types.NODE_MT_context_menu.remove(menu_entry)
+    bpy.utils.unregister_class(PORTRAIT_RELIGHT_OT_compositor_relight)

@@ -1,0 +1,95 @@
+"""The one boundary between Blender images and the pipeline's numpy arrays.
+
+Layouts:
+- Blender `Image.pixels`: flat float32, RGBA (`channels` may be 1..4), rows bottom-to-top.
+  For float images (EXR/HDR: `is_float`) the buffer is already scene-linear (Blender converts on load);
+  for byte images (PNG/JPG) it holds the encoded values /255 in `colorspace_settings.name`.
+- Ours (ARCHITECTURE.md): (H, W, 3) float32 scene-linear Rec.709, row 0 = top.
+
+Everything that touches `Image.pixels` lives here so the row flip and colour decoding happen exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+import numpy as np
+
+from ..inference.errors import RelightInputError
+from ..inference.imageio import srgb_to_linear
+
+# Colour spaces whose encoded values are linear Rec.709 already (or carry data we must not alter).
+LINEAR_SPACES = {"Linear Rec.709", "Linear", "scene_linear", "Non-Color", "Raw", "Generic Data"}
+SRGB_SPACES = {"sRGB", "sRGB 2.1"}
+
+
+def image_label(image: "bpy.types.Image") -> str:
+    """A path-like name for error messages: the image's absolute file path, else its datablock name."""
+    if image.filepath:
+        return os.path.normpath(bpy.path.abspath(image.filepath, library=image.library))
+    return f"image '{image.name}'"
+
+
+def decode_to_linear(encoded: np.ndarray, colorspace: str, is_float: bool, label: str) -> np.ndarray:
+    """Encoded RGB values in `colorspace` -> scene-linear Rec.709.
+
+    Float buffers are scene-linear whatever the file's colour space says (Blender converts them on load)."""
+    if is_float or colorspace in LINEAR_SPACES:
+        return np.ascontiguousarray(encoded, np.float32)
+    if colorspace in SRGB_SPACES:
+        return srgb_to_linear(encoded)
+    raise RelightInputError(label, f"colour space '{colorspace}' is not supported (use sRGB or Linear Rec.709)")
+
+
+def image_to_array(image: "bpy.types.Image", with_alpha: bool = False):
+    """A Blender Image -> (H, W, 3) float32 scene-linear, row 0 = top; with_alpha also returns (H, W) alpha."""
+    label = image_label(image)
+    width, height = image.size  # reading the size loads the file; (0, 0) means Blender could not read it
+    if width == 0 or height == 0:
+        raise RelightInputError(label, "Blender could not load this image (missing, empty or unsupported)")
+    channels = image.channels
+    flat = np.empty(width * height * channels, np.float32)
+    image.pixels.foreach_get(flat)
+    pixels = flat.reshape(height, width, channels)[::-1]  # bottom-row-first -> top-row-first
+    if channels >= 3:
+        rgb = pixels[..., :3]
+    else:
+        rgb = np.repeat(pixels[..., :1], 3, axis=-1)
+    rgb = decode_to_linear(rgb, image.colorspace_settings.name, image.is_float, label)
+    if not np.isfinite(rgb).all():
+        raise RelightInputError(label, "image contains NaN or infinite values")
+    if not with_alpha:
+        return rgb
+    alpha = pixels[..., 3] if channels == 4 else np.ones((height, width), np.float32)
+    return rgb, np.ascontiguousarray(alpha, np.float32)
+
+
+def array_to_image(
+    array: np.ndarray, name: str, alpha: np.ndarray | None = None, image: "bpy.types.Image | None" = None
+) -> "bpy.types.Image":
+    """(H, W, 3) scene-linear, row 0 = top -> a float Blender image (created, or overwritten when given)."""
+    height, width = array.shape[:2]
+    if image is None or tuple(image.size) != (width, height) or not image.is_float:
+        if image is not None:
+            bpy.data.images.remove(image)
+        image = bpy.data.images.new(name, width, height, alpha=True, float_buffer=True)
+        image.colorspace_settings.name = "Linear Rec.709"
+    rgba = np.ones((height, width, 4), np.float32)
+    rgba[..., :3] = array[..., :3]
+    if alpha is not None:
+        rgba[..., 3] = alpha
+    image.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).ravel())
+    image.update()
+    return image
+
+
+def load_image_file(path: str, colorspace: str | None = None) -> "bpy.types.Image":
+    """Load a file as a Blender image (reusing one already loaded), optionally forcing its colour space."""
+    try:
+        image = bpy.data.images.load(path, check_existing=True)
+    except RuntimeError as exc:
+        raise RelightInputError(path, f"Blender cannot read this image ({exc})") from exc
+    if colorspace:
+        image.colorspace_settings.name = colorspace
+    return image

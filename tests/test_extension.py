@@ -1,0 +1,174 @@
+"""Build the extension zip, install it into a clean headless Blender, and run both operators end to end.
+
+The Blender subprocess sees only bpy and numpy from the venv (python -S, a path with just those two), so every
+other import (onnxruntime, OpenEXR, pymatting, scipy...) must come from the wheels bundled in the zip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("PORTRAIT_RELIGHT_CACHE", Path.home() / ".cache" / "portrait_relight"))
+SITE_PACKAGES = Path(np.__file__).resolve().parent.parent
+BLENDER_ONLY = ("bpy", "numpy", "numpy.libs")  # what Blender itself ships
+
+# Runs inside the isolated Blender; prints one JSON line of facts for the test to check.
+SCRIPT = textwrap.dedent(
+    r"""
+    import json, os, sys
+    import numpy as np
+    import bpy
+
+    zip_path, plate, work = sys.argv[1:4]
+    result = {}
+    bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
+    import addon_utils
+    result["enabled"] = [m.__name__ for m in addon_utils.modules() if addon_utils.check(m.__name__)[1]]
+    import onnxruntime, OpenEXR, pymatting
+    result["wheel_paths"] = [onnxruntime.__file__, OpenEXR.__file__, pymatting.__file__]
+
+    worlds = bpy.utils.system_resource("DATAFILES", path="studiolights/world")
+    scene = bpy.context.scene
+    world = bpy.data.worlds.new("HDRI World")
+    world.use_nodes = True
+    tree = world.node_tree
+    texture = tree.nodes.new("ShaderNodeTexEnvironment")
+    texture.image = bpy.data.images.load(os.path.join(worlds, "forest.exr"))
+    tree.links.new(texture.outputs["Color"], tree.nodes["Background"].inputs["Color"])
+    scene.world = world
+    if scene.camera is None:
+        camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+        scene.collection.objects.link(camera)
+        scene.camera = camera
+    render = scene.render
+    render.resolution_x = render.resolution_y = 256
+    render.resolution_percentage = 100
+
+    comp = bpy.data.node_groups.new("Compositing", "CompositorNodeTree")
+    scene.compositing_node_group = comp
+    plate_node = comp.nodes.new("CompositorNodeImage")
+    plate_node.image = bpy.data.images.load(plate)
+    comp.nodes.active = plate_node
+    result["compositor_op"] = list(bpy.ops.portrait_relight.compositor_relight(
+        lighting="WORLD", output_dir=os.path.join(work, "comp") + os.sep))
+    result["compositor_nodes"] = sorted(n.name for n in comp.nodes)
+    passes_node = comp.nodes["Portrait Relight Passes"]
+    result["exr_sockets"] = [o.name for o in passes_node.outputs if o.enabled]
+    result["exr_path"] = bpy.path.abspath(passes_node.image.filepath)
+
+    render.engine = "BLENDER_WORKBENCH"  # nothing to render but the compositor
+    render.use_compositing = True
+    render.image_settings.file_format = "OPEN_EXR"
+    render.image_settings.color_depth = "32"
+    scene.view_settings.view_transform = "Standard"
+    render.filepath = os.path.join(work, "render.exr")
+    bpy.ops.render.render(write_still=True)
+    result["render_path"] = render.filepath
+
+    editor = scene.sequence_editor_create()
+    strip = editor.strips.new_image("plate", plate, channel=1, frame_start=1)
+    editor.active_strip = strip
+    result["sequencer_op"] = list(bpy.ops.portrait_relight.sequencer_relight(
+        lighting="HDRI", hdri_path=os.path.join(worlds, "city.exr"), output_dir=os.path.join(work, "seq") + os.sep))
+    result["strips"] = [(s.name, s.channel, int(s.frame_start), bpy.path.abspath(s.directory),
+                         [e.filename for e in s.elements]) for s in editor.strips_all]
+    print("RESULT " + json.dumps(result))
+    """
+)
+
+
+def isolated_pythonpath(tmp_path: Path) -> Path:
+    """A folder exposing only Blender's own modules from the venv."""
+    folder = tmp_path / "blender_modules"
+    folder.mkdir()
+    for name in BLENDER_ONLY:
+        if (SITE_PACKAGES / name).exists():
+            (folder / name).symlink_to(SITE_PACKAGES / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def extension_zip(tmp_path_factory) -> Path:
+    build = tmp_path_factory.mktemp("build")
+    command = [sys.executable, str(REPO_ROOT / "tools" / "build_extension.py"), "--cache", str(CACHE / "wheels"),
+               "--dist-dir", str(build / "dist"), "--stage-dir", str(build / "stage")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    zip_path = build / "dist" / "portrait_relight-0.1.0.zip"
+    assert zip_path.is_file()
+    return zip_path
+
+
+def test_zip_contents(extension_zip):
+    names = zipfile.ZipFile(extension_zip).namelist()
+    assert "blender_manifest.toml" in names and "__init__.py" in names
+    assert any(n.startswith("inference/models/") and n.endswith(".onnx") for n in names)
+    wheels = {n.split("/")[1].split("-")[0].lower() for n in names if n.startswith("wheels/")}
+    assert {"onnxruntime", "openexr", "pymatting", "numba", "llvmlite", "scipy", "pillow"} <= wheels
+    assert "numpy" not in wheels  # Blender ships numpy
+    for excluded in ("tests/", "tools/", "docs/", ".venv", ".git/", "Makefile", "relight"):
+        assert not any(n == excluded or n.startswith(excluded) for n in names), excluded
+
+
+def test_installed_extension_relights_in_compositor_and_sequencer(extension_zip, tmp_path):
+    from PIL import Image
+    from skimage import data
+
+    from portrait_relight.inference.exr import read_passes
+    from portrait_relight.inference.imageio import read_plate
+
+    plate = tmp_path / "astronaut.png"
+    Image.fromarray(data.astronaut()).resize((256, 256), Image.LANCZOS).save(plate)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "PYTHONPATH": str(isolated_pythonpath(tmp_path)),
+        "BLENDER_USER_RESOURCES": str(tmp_path / "blender_user"),
+        "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", str(CACHE / "numba")),
+    }
+    done = subprocess.run([sys.executable, "-S", "-c", SCRIPT, str(extension_zip), str(plate), str(work)],
+                          capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, done.stdout[-4000:] + done.stderr[-4000:]
+    result = json.loads(lines[-1][len("RESULT "):])
+
+    assert "bl_ext.user_default.portrait_relight" in result["enabled"]
+    for path in result["wheel_paths"]:  # imported from the zip's wheels, not from the venv
+        assert path.startswith(env["BLENDER_USER_RESOURCES"]), path
+
+    # Compositor: the EXR's passes show as sockets, and the recombine group reproduces the composite pass.
+    assert result["compositor_op"] == ["FINISHED"]
+    assert {"Portrait Relight Passes", "Portrait Relight Recombine", "Group Output"} <= set(
+        result["compositor_nodes"])
+    assert set(result["exr_sockets"]) >= {"alpha", "foreground", "normal", "albedo", "diffuse", "specular",
+                                          "relit", "composite"}
+    passes = read_passes(result["exr_path"])
+    assert passes["composite"].shape == (256, 256, 3)
+    assert 0.02 < passes["alpha"].mean() < 0.98  # a person was found, not the whole frame
+    rendered = read_plate(result["render_path"])
+    assert rendered.shape == (256, 256, 3)
+    error = np.abs(rendered - passes["composite"])
+    assert error.mean() < 2e-3 * max(passes["composite"].mean(), 1e-3) + 1e-4, error.mean()
+    assert np.percentile(error, 99.9) < 0.02
+
+    # Sequencer: a relit strip above the source, one EXR per frame whose single pass is the composite.
+    assert result["sequencer_op"] == ["FINISHED"]
+    strips = {s[0]: s for s in result["strips"]}
+    name, channel, start, directory, files = strips["plate_relit"]
+    assert channel == 2 and start == 1 and files == ["astronaut_relit.exr"]
+    shown = read_passes(Path(directory) / files[0])
+    full = read_passes(Path(directory) / "astronaut.exr")
+    np.testing.assert_allclose(shown["composite"], full["composite"], atol=1e-3)
+    assert not np.allclose(full["composite"], passes["composite"], atol=0.02)  # city light != forest light
