@@ -142,13 +142,16 @@ def check_output_folder(out_dir: Path) -> None:
 
 def relight_file(plate_path: str | os.PathLike, out_dir: str | os.PathLike, environment: Environment,
                  settings: RelightSettings = RelightSettings(), background: np.ndarray | None = None,
-                 progress: Progress | None = None, stem: str | None = None) -> RelightOutput:
-    """Read a plate, relight it, write DIR/<stem>.exr and DIR/<stem>_preview.png; both or neither."""
+                 progress: Progress | None = None, stem: str | None = None,
+                 prefiltered: lightmaps.PrefilteredEnvironment | None = None) -> RelightOutput:
+    """Read a plate, relight it, write DIR/<stem>.exr and DIR/<stem>_preview.png; both or neither.
+
+    Pass `prefiltered` (lightmaps.prefilter of `environment`) when relighting many frames under one light."""
     plate_path, out_dir = Path(plate_path), Path(out_dir)
     check_output_folder(out_dir)
     plate = read_plate(plate_path)
     try:
-        result = relight(plate, environment, settings, background, progress)
+        result = relight(plate, environment, settings, background, progress, prefiltered)
     except RelightInputError as exc:
         if exc.path is None:  # stage errors know the problem, not the file
             raise RelightInputError(plate_path, exc.problem) from exc

@@ -14,6 +14,7 @@ import bpy
 
 from ..inference.errors import RelightInputError
 from ..inference.exr import read_passes, write_passes
+from ..inference.lightmaps import prefilter
 from ..inference.pipeline import check_output_folder, relight_file
 from ..inference.settings import RelightSettings
 from . import jobs
@@ -61,12 +62,14 @@ def free_channel(editor, strip) -> int:
 def relight_frames(frames, out_dir: Path, lighting, progress) -> list[Path]:
     """Worker-thread part: relight each frame; returns the single-pass composite EXRs for the strip."""
     settings = RelightSettings(fov_deg=lighting.fov_deg)
+    prefiltered = prefilter(lighting.environment)  # one light for the whole strip: prefilter once
     outputs = []
     for index, frame in enumerate(frames):
         def frame_progress(stage, fraction, index=index):
             progress(f"frame {index + 1}/{len(frames)} {stage}", (index + fraction) / len(frames))
 
-        result = relight_file(frame, out_dir, lighting.environment, settings, lighting.background, frame_progress)
+        result = relight_file(frame, out_dir, lighting.environment, settings, lighting.background, frame_progress,
+                             prefiltered=prefiltered)
         composite = read_passes(result.exr_path)["composite"]
         outputs.append(write_passes(out_dir / f"{frame.stem}{STRIP_SUFFIX}.exr", {"composite": composite}))
     return outputs

@@ -1,36 +1,19 @@
-"""Make the repo root importable as the package `portrait_relight`, exactly as Blender names the extension.
-
-The checkout folder can have any name, so the root package is loaded from its __init__.py with importlib
-instead of relying on the folder name or sys.path.
-"""
+"""Shared test set-up: the repo root is imported as the package `portrait_relight`, as Blender names the
+extension (tools/package_loader.py; tools/ is on the test path via pytest.ini), and ../shared is located."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pytest
+from package_loader import ROOT as REPO_ROOT
+from package_loader import load_package
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("PORTRAIT_RELIGHT_SHARED", REPO_ROOT.parent / "shared"))
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "portrait_relight" / "numba"))
 
-
-def _load_root_package(name: str = "portrait_relight"):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(
-        name, REPO_ROOT / "__init__.py", submodule_search_locations=[str(REPO_ROOT)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_load_root_package()
+load_package()
 
 
 @pytest.fixture(scope="session")

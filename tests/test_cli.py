@@ -67,7 +67,9 @@ def files(tmp_path_factory):
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + rng.integers(0, 256, 4000, dtype=np.uint8).tobytes())
     unsupported = root / "portrait.xyz"
     unsupported.write_bytes(b"not an image format anyone knows")
-    return {"root": root, "plate": plate, "background": background, "hdri": hdri, "square": square,
+    nobody = root / "rocket.png"  # a real photo with no person in it
+    Image.fromarray(data.rocket()).save(nobody)
+    return {"nobody": nobody, "root": root, "plate": plate, "background": background, "hdri": hdri, "square": square,
             "nan": nan_hdri, "empty": empty, "truncated": truncated, "corrupt": corrupt,
             "unsupported": unsupported}
 
@@ -154,7 +156,8 @@ def test_option_errors(files, tmp_path, extra, fragment):
 
 
 @pytest.mark.parametrize("name, fragment", [
-    ("missing", "does not exist"), ("empty", ""), ("truncated", ""), ("corrupt", ""), ("unsupported", ""),
+    ("missing", "does not exist"), ("empty", "file is empty"), ("truncated", "cannot read image"),
+    ("corrupt", "cannot read image"), ("unsupported", "unsupported image format"), ("nobody", "no person found"),
 ])
 def test_bad_plates_fail_with_one_line_and_no_output(files, tmp_path, name, fragment):
     plate = files["root"] / "does_not_exist.png" if name == "missing" else files[name]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import flatbuffers
@@ -18,12 +17,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
+import build_models  # tools/ is on the test path (pytest.ini)
+import tflite2onnx
+from tflite2onnx.converter import same_padding
 
-import build_models  # noqa: E402
-import tflite2onnx  # noqa: E402
-from tflite2onnx.converter import same_padding  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 RUNNER = REPO / "tools" / "tflite2onnx" / "reference_runner.py"
 SPECS = {s.name: s for s in build_models.MODELS}

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from package_loader import ROOT, load_package
+from package_loader import load_package
 
 
 def bundled_world_hdri(name: str = "forest.exr") -> Path:

@@ -27,9 +27,7 @@ import onnx
 
 TOOLS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TOOLS_DIR.parent
-sys.path.insert(0, str(TOOLS_DIR))
-
-import tflite2onnx  # noqa: E402  (needs the sys.path entry above when run as a script)
+import tflite2onnx  # beside this script: its folder is first on the import path
 
 MEDIAPIPE_VERSION = "0.10.21"
 # The .tflite members are the same in every platform's wheel; downloading one fixed platform keeps the build
