@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fov", type=float, default=None, metavar="DEG",
                         help=f"camera field of view across the larger image side (default {DEFAULT_FOV_DEG:g}, "
                              "or the .blend camera's)")
+    parser.add_argument("--models-dir", metavar="DIR",
+                        help="folder of ONNX models following inference/models/CONTRACTS.md; overrides bundled ones")
+    parser.add_argument("--threads", type=int, default=0, metavar="N",
+                        help="ONNX Runtime threads (default 0: the runtime decides)")
     return parser
 
 
@@ -60,6 +64,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         raise UsageError("--hdri-rotation needs --hdri")
     if not (args.hdri or args.world_blend or args.background):
         raise UsageError("no lighting source: give --hdri FILE, --world-blend FILE.blend or --background IMAGE")
+    if args.threads < 0:
+        raise UsageError(f"--threads {args.threads}: must be 0 (automatic) or more")
     if args.fov is not None and not 1.0 <= args.fov <= 170.0:
         raise UsageError(f"--fov {args.fov:g}: must be between 1 and 170 degrees")
     return args
@@ -90,11 +96,13 @@ def run(args: argparse.Namespace) -> None:
     clock = time.perf_counter()
     out_dir = Path(args.out)
     check_output_folder(out_dir)  # fail before minutes of work, not after
+    if args.models_dir and not Path(args.models_dir).is_dir():
+        raise RelightInputError(args.models_dir, "models folder does not exist")
     plate = read_plate(args.plate)  # validates the plate early and gives its size for the camera FOV
     background = read_plate(args.background) if args.background else None
     environment, fov = resolve_lighting(args, plate.shape, background)
     setup = time.perf_counter() - clock
-    settings = RelightSettings(fov_deg=fov)
+    settings = RelightSettings(fov_deg=fov, threads=args.threads, models_dir=args.models_dir)
     output = relight_file(args.plate, out_dir, environment, settings, background=background)
     print(f"wrote {output.exr_path}")
     print(f"wrote {output.preview_path}")

@@ -191,3 +191,16 @@ def test_unwritable_output_folder(files, tmp_path):
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
         assert_input_error(run_cli(files["plate"], "--out", locked, "--hdri", files["hdri"]), locked, "writable")
+
+
+def test_user_models_folder_is_used_and_validated(files, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    broken = models / "selfie_segmentation.onnx"
+    broken.write_bytes(b"not an onnx model")
+    out = tmp_path / "out"
+    done = run_cli(files["plate"], "--out", out, "--hdri", files["hdri"], "--models-dir", models, "--threads", "1")
+    assert_input_error(done, broken, "not a usable ONNX model")
+    assert not any(out.iterdir())
+    assert_input_error(run_cli(files["plate"], "--out", out, "--hdri", files["hdri"], "--models-dir",
+                               tmp_path / "nowhere"), tmp_path / "nowhere", "models folder does not exist")
