@@ -8,7 +8,7 @@ export PORTRAIT_RELIGHT_CACHE := $(CACHE)
 export NUMBA_CACHE_DIR ?= $(CACHE)/numba
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test bench models extension venv clean
+.PHONY: demo test bench eval models extension venv clean
 
 # 1. Main job: relight the public-domain astronaut portrait (scikit-image) under Blender's bundled forest HDRI.
 demo: models
@@ -20,6 +20,11 @@ test: models $(VENV)-tflite/.installed
 
 bench: models
 	$(PY) tools/bench.py
+
+# Virtual light stage evaluation: renders the fixed evaluation set on first use (cached), then prints the table.
+EVAL_CASES ?= $(CACHE)/lightstage/eval
+eval: models
+	$(PY) tools/evaluate.py --cases $(EVAL_CASES) $(if $(LIMIT),--limit $(LIMIT)) $(if $(OUT),--out $(OUT))
 
 venv: $(VENV)/.installed
 

@@ -6,8 +6,10 @@ Two sources, blended:
   disc this is exactly a hemisphere (u = (R^2 - r^2) / 4), and in general it bulges like a rounded body.
 - Face: the 468 MediaPipe landmarks (x, y in pixels, z relative depth in the same units), triangulated here
   with a Delaunay triangulation; smooth per-vertex normals are interpolated over each triangle.
-The inflation depth has no natural scale, so it is scaled to best agree with the face's real depth gradients,
-then the face normals are blended in with a feathered mask.
+The inflation depth has no natural scale, so it is scaled to best agree with the face's real depth gradients.
+The face mesh's constant downward lean (FACE_PITCH_BIAS_DEG) is removed, and the face is blended into the body
+in the slope domain (blend_face_normals): its orientation carries smoothly into the head around it, its detail
+fades at its edge, so no ring shows where the two sources meet.
 
 Normals follow ARCHITECTURE.md: (H, W, 3) float32, OpenGL camera space (+X right, +Y up, +Z toward the
 camera), unit where alpha > 0 and zero elsewhere. Image rows run down, so an image-space height h(x, y_img)
@@ -35,6 +37,16 @@ FACE_RESOLUTION = 1024  # long edge of the copy the face models see (the landmar
 MATTE_THRESHOLD = 0.5  # alpha above which a pixel is solid enough to shape the silhouette
 DEPTH_SCALE_RANGE = (0.35, 3.0)  # clamp on the face-derived inflation scale, in case the fit is degenerate
 EDGE_SMOOTH_SIGMA = 1.0  # work-grid pixels; hides the staircase of the thresholded matte
+# MediaPipe's face mesh leans down: its relative z puts the chin a little too far behind the forehead.
+# Calibrated on the Lee Perry-Smith head scan (shared/data/heads) rendered at known pitches -15..15 degrees,
+# facing the camera: the mesh's mean normal over the face was 3.8..7.9 (mean 5.3) degrees lower than the
+# scan's own normals over the same pixels, and it followed the real pitch about 1:1 (so real head pitch, a
+# chin-down pose, a face looking up, is kept: only the constant offset is removed), 1..3 degrees turned 20
+# degrees sideways. The face normals are turned up about the camera X axis by this much.
+FACE_PITCH_BIAS_DEG = 6.0
+FACE_FEATHER = 0.12  # face widths: the face mesh's own detail fades out over this band inside its edge
+OFFSET_SIGMA = 0.15  # face widths: smoothing of the face-minus-body slope offset (its low frequencies)
+OFFSET_REACH = 0.5  # face widths: the offset carried into the body around the face fades out over this
 
 
 @dataclass(frozen=True)
@@ -165,17 +177,21 @@ def _vertex_normals(p: np.ndarray, simplices: np.ndarray) -> np.ndarray:
     return vn / np.maximum(np.linalg.norm(vn, axis=-1, keepdims=True), 1e-12)
 
 
-def face_normals(points: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def face_normals(points: np.ndarray, shape: tuple[int, int], pitch_bias_deg: float = FACE_PITCH_BIAS_DEG
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel normals (H, W, 3) and coverage (H, W) bool of the landmark mesh on a grid of `shape`;
     `points` (468, 3) are in that grid's pixel units (MediaPipe axes). Rasterised with a depth test, so where
     the projected mesh folds the surface nearest the camera wins; normals are the smoothly interpolated
-    vertex normals."""
+    vertex normals, turned up by `pitch_bias_deg` about the camera X axis (see FACE_PITCH_BIAS_DEG)."""
     h, w = shape
     normal = np.zeros((h, w, 3), np.float32)
     covered = np.zeros((h, w), bool)
     simplices = triangulate_landmarks(points)
     p = _camera_points(points)
     vn = _vertex_normals(p, simplices)
+    t = np.radians(pitch_bias_deg)
+    vn = np.stack([vn[:, 0], vn[:, 1] * np.cos(t) + vn[:, 2] * np.sin(t),
+                   vn[:, 2] * np.cos(t) - vn[:, 1] * np.sin(t)], axis=-1)
     xy = points[:, :2].astype(np.float64)
     a, b, c = xy[simplices[:, 0]], xy[simplices[:, 1]], xy[simplices[:, 2]]
     # Image-space signed area: the outward winding shows as clockwise (y down) on triangles facing the
@@ -224,6 +240,50 @@ def _feathered(covered: np.ndarray, feather: float) -> np.ndarray:
     inside = ndimage.distance_transform_edt(covered)
     t = np.clip(inside / max(feather, 1.0), 0.0, 1.0)
     return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+
+
+def _slopes(n: np.ndarray) -> np.ndarray:
+    """(nx/nz, ny/nz): the height field's slopes (up to signs) that the normal n = (sx, sy, 1)/|.| has."""
+    return n[..., :2] / np.maximum(n[..., 2:3], 0.1)
+
+
+def _from_slopes(s: np.ndarray) -> np.ndarray:
+    n = np.concatenate([s, np.ones_like(s[..., :1])], axis=-1)
+    return (n / np.linalg.norm(n, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def blend_face_normals(body: np.ndarray, face_n: np.ndarray, covered: np.ndarray, face_width: float
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Seamless face-into-body normals (H, W, 3) and the face weight (H, W), in the slope (height gradient)
+    domain, as in gradient-domain cloning. The face-minus-body slope difference is split in two:
+    - its low frequencies (a Gaussian-weighted local mean over the face, OFFSET_SIGMA) are the head's
+      orientation, which the silhouette inflation cannot know: they are carried across the face edge into
+      the body and fade out smoothly over OFFSET_REACH face widths, so hair, ears and neck meet the face at
+      the face's own orientation instead of a ring;
+    - the rest is facial detail (nose, eye sockets, lips): it fades out over the FACE_FEATHER band inside
+      the mesh edge, where the mesh's outermost normals are least reliable.
+    Inside the feather band the two sides then differ only by that detail, so nothing jumps there."""
+    from scipy import ndimage
+
+    face_w = _feathered(covered, FACE_FEATHER * face_width)
+    s_body, s_face = _slopes(body), _slopes(face_n)
+    sigma = max(1.0, OFFSET_SIGMA * face_width)
+    weight = ndimage.gaussian_filter(face_w, sigma, mode="nearest")
+    diff = (s_face - s_body) * face_w[..., None]
+    offset = ndimage.gaussian_filter(diff, (sigma, sigma, 0), mode="nearest")
+    # Defined where the face's weight reaches; beyond, continued with the nearest such value, then smoothed
+    # again so the continuation has no Voronoi creases.
+    known = weight > 0.05 * weight.max()
+    offset = offset / np.maximum(weight, 1e-6)[..., None]
+    _, (iy, ix) = ndimage.distance_transform_edt(~known, return_indices=True)
+    offset = ndimage.gaussian_filter(offset[iy, ix], (sigma, sigma, 0), mode="nearest")
+    outside = ndimage.distance_transform_edt(~covered)
+    t = np.clip(outside / max(OFFSET_REACH * face_width, 1.0), 0.0, 1.0)
+    carry = 1.0 - t * t * (3.0 - 2.0 * t)
+    s_body = s_body + offset * carry[..., None]
+    blended = s_face * face_w[..., None] + s_body * (1.0 - face_w[..., None])
+    # Away from the face the body normals stay exactly as they were (the slope clamp never touches them).
+    return np.where((carry > 0)[..., None], _from_slopes(blended), body).astype(np.float32), face_w
 
 
 def _depth_scale(body_height: np.ndarray, face_n: np.ndarray, weight: np.ndarray) -> float:
@@ -298,13 +358,10 @@ def estimate_normals(
         to_work = ww / w
         face_n, covered = face_normals(landmarks.points * np.float32(to_work), (wh, ww))
         face_width = float(np.ptp(landmarks.points[:, 0])) * to_work
-        face_w = _feathered(covered, 0.12 * face_width)
-        scale = _depth_scale(height, face_n, face_w)
+        scale = _depth_scale(height, face_n, _feathered(covered, FACE_FEATHER * face_width))
     normal = _smooth_normals(normals_from_height(height, scale), EDGE_SMOOTH_SIGMA)
     if landmarks is not None:
-        blend = face_w[..., None]
-        normal = normal * (1.0 - blend) + face_n * blend
-        normal /= np.maximum(np.linalg.norm(normal, axis=-1, keepdims=True), 1e-9)
+        normal, face_w = blend_face_normals(normal, face_n, covered, face_width)
     t3 = time.perf_counter()
     timings["face_mesh"] = t3 - t2
 

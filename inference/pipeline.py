@@ -47,6 +47,40 @@ def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarra
     return scaled[top : top + height, left : left + width]
 
 
+@dataclass(frozen=True)
+class SubjectRelight:
+    albedo: np.ndarray  # (H, W, 3)
+    diffuse: np.ndarray  # (H, W, 3) diffuse light map
+    shaded: shading.ShadingResult
+    rays: np.ndarray  # (H, W, 3) camera rays the light maps were looked up with
+
+
+def relight_subject(foreground: np.ndarray, alpha: np.ndarray, normals: np.ndarray, face_mask: np.ndarray,
+                    environment: Environment, settings: RelightSettings,
+                    prefiltered: lightmaps.PrefilteredEnvironment | None = None, albedo: np.ndarray | None = None,
+                    done: Callable[[str], None] = lambda stage: None) -> SubjectRelight:
+    """The stages after matting and geometry: albedo (estimated unless given), light maps, shading.
+
+    Separate from `relight` so evaluation can feed ground-truth mattes, normals or albedo into the very same code.
+    """
+    height, width = alpha.shape
+    if albedo is None:
+        albedo = albedo_stage.estimate_albedo(foreground, normals, alpha, fit_weight=face_mask).albedo
+    done("albedo")
+
+    rays = camera_rays(width, height, settings.fov_deg)
+    if prefiltered is None:
+        prefiltered = lightmaps.prefilter(environment)
+    maps = lightmaps.light_maps(prefiltered, normals, rays, alpha > 0)
+    done("light_maps")
+
+    skin = shading.skin_likelihood(foreground, alpha, face_mask)
+    weights = shading.lobe_weights(skin, normals, rays, settings.specular_strength)
+    shaded = shading.shade(albedo, maps.diffuse, maps.specular, weights, alpha)
+    done("shading")
+    return SubjectRelight(albedo, maps.diffuse, shaded, rays)
+
+
 def relight(plate: np.ndarray, environment: Environment, settings: RelightSettings = RelightSettings(),
             background: np.ndarray | None = None, progress: Progress | None = None,
             prefiltered: lightmaps.PrefilteredEnvironment | None = None) -> RelightResult:
@@ -78,22 +112,12 @@ def relight(plate: np.ndarray, environment: Environment, settings: RelightSettin
     normals = shape.normal
     done("geometry")
 
-    intrinsic = albedo_stage.estimate_albedo(matte.foreground, normals, alpha, fit_weight=shape.face_mask)
-    done("albedo")
-
-    rays = camera_rays(width, height, settings.fov_deg)
-    if prefiltered is None:
-        prefiltered = lightmaps.prefilter(environment)
-    maps = lightmaps.light_maps(prefiltered, normals, rays, alpha > 0)
-    done("light_maps")
-
-    skin = shading.skin_likelihood(matte.foreground, alpha, shape.face_mask)
-    weights = shading.lobe_weights(skin, normals, rays, settings.specular_strength)
-    shaded = shading.shade(intrinsic.albedo, maps.diffuse, maps.specular, weights, alpha)
-    done("shading")
+    lit = relight_subject(matte.foreground, alpha, normals, shape.face_mask, environment, settings, prefiltered,
+                          done=done)
+    shaded = lit.shaded
 
     if background is None:
-        backdrop = environment.sample(rays)
+        backdrop = environment.sample(lit.rays)
     else:
         backdrop = fit_background(background, height, width)
     composite = shading.composite(shaded.relit[..., :3], alpha, backdrop)
@@ -104,8 +128,8 @@ def relight(plate: np.ndarray, environment: Environment, settings: RelightSettin
         "alpha": alpha,
         "foreground": matte.foreground * (alpha[..., None] > 0),
         "normal": normals,
-        "albedo": intrinsic.albedo,
-        "diffuse": maps.diffuse,
+        "albedo": lit.albedo,
+        "diffuse": lit.diffuse,
         "specular": shaded.specular,
         "relit": shaded.relit,
         "composite": composite,

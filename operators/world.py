@@ -41,9 +41,9 @@ def _linked_from(socket: "bpy.types.NodeSocket"):
 
 def find_environment_texture(world: "bpy.types.World", label: str):
     """(Environment Texture node, strength): prefer the one feeding the world's Background shader."""
-    tree = world.node_tree if world.use_nodes else None
+    tree = world.node_tree  # Blender 5.0 worlds always use nodes (use_nodes is deprecated)
     if tree is None:
-        raise RelightInputError(label, f"world '{world.name}' does not use nodes, so it has no Environment Texture")
+        raise RelightInputError(label, f"world '{world.name}' has no node tree, so no Environment Texture")
     for background in (n for n in tree.nodes if n.type == "BACKGROUND"):
         source = _linked_from(background.inputs["Color"])
         if source is not None and source.type == "TEX_ENVIRONMENT":

@@ -81,7 +81,6 @@ def make_world_blend(path: Path, hdri: Path | None, mapping_z_deg: float = 0.0) 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
     world = bpy.data.worlds.new("Test World")
-    world.use_nodes = True
     if hdri is not None:
         tree = world.node_tree
         texture = tree.nodes.new("ShaderNodeTexEnvironment")

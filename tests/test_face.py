@@ -135,3 +135,70 @@ def test_no_face_in_noise():
     noise = rng.random((300, 400, 3), dtype=np.float32)
     assert face.detect_faces(noise) == []
     assert face.find_face(np.full((200, 200, 3), 0.5, np.float32)) is None
+
+
+@pytest.fixture(scope="module")
+def astronaut_matte(astronaut) -> np.ndarray:
+    from portrait_relight.inference.imageio import srgb_to_linear
+    from portrait_relight.inference.matting import estimate_matte
+
+    return estimate_matte(srgb_to_linear(astronaut)).alpha
+
+
+def _wide_plate(astronaut, matte, face_fraction, left, top):
+    """The astronaut scaled so her face spans `face_fraction` of a 1920x1080 frame's width, its top-left corner
+    at (left, top), on an edge-replicated background; the matte goes through the same transform. Returns the
+    plate, the matte and the scale."""
+    from portrait_relight.inference.resample import resize
+
+    side = round(512 * face_fraction * 1920 / 92)  # the face is ~92 px wide in the 512 px photo
+    scale = side / 512
+    h, w = 1080, 1920
+    rows, cols = min(side, h - top), min(side, w - left)
+    person = resize(astronaut, side, side)[:rows, :cols]
+    plate = np.pad(person, ((top, h - top - rows), (left, w - left - cols), (0, 0)), mode="edge")
+    alpha = np.zeros((h, w), np.float32)
+    alpha[top:top + rows, left:left + cols] = resize(matte, side, side)[:rows, :cols]
+    return plate, alpha, scale
+
+
+@pytest.mark.parametrize("face_fraction, left, top", [(0.06, 1150, 420), (0.08, 150, 300), (0.10, 900, 250)])
+def test_small_face_in_a_wide_plate_is_found(astronaut, astronaut_matte, face_fraction, left, top):
+    """A medium shot on a 1920x1080 plate: the face is too small for the detector on the whole frame, the
+    crops around the matte's head find it, and the landmarks map back to full-frame pixels."""
+    plate, alpha, scale = _wide_plate(astronaut, astronaut_matte, face_fraction, left, top)
+    assert face.detect_faces(plate) == []  # the whole-frame pass alone misses it
+    reference = face.find_face(astronaut)
+    lm = face.find_face(plate, alpha=alpha)
+    assert lm is not None
+    shift = np.array([left, top], np.float32)
+    for got, want in zip(lm.eye_centres(), reference.eye_centres()):
+        assert np.linalg.norm(got - (want * scale + shift)) < 3
+    for x0, y0, side in face.head_crops(alpha):
+        assert 0 <= x0 and x0 + side <= 1920 and 0 <= y0 and y0 + side <= 1080
+
+
+def test_small_face_reaches_the_geometry(astronaut, astronaut_matte):
+    """Through geometry's reduced copy of the plate (what the pipeline runs): landmarks, so no 'no person'."""
+    from portrait_relight.inference import geometry
+    from portrait_relight.inference.imageio import srgb_to_linear
+
+    plate, alpha, scale = _wide_plate(astronaut, astronaut_matte, 0.07, 1200, 380)
+    result = geometry.estimate_normals(srgb_to_linear(plate), alpha)
+    assert result.landmarks is not None
+    reference = face.find_face(astronaut)
+    for got, want in zip(result.landmarks.eye_centres(), reference.eye_centres()):
+        assert np.linalg.norm(got - (want * scale + [1200, 380])) < 4
+
+
+def test_matte_without_a_face_gives_none():
+    """A person-shaped matte over an image with no face: the head crops run and find nothing."""
+    h, w = 1080, 1920
+    yy, xx = np.mgrid[:h, :w]
+    alpha = (np.hypot(xx - 1300, yy - 300) < 90) | ((yy > 420) & (np.abs(xx - 1300) < 260))
+    alpha = alpha.astype(np.float32)
+    assert len(face.head_crops(alpha)) >= 1
+    rng = np.random.default_rng(1)
+    assert face.find_face(rng.random((h, w, 3), dtype=np.float32), alpha=alpha) is None
+    assert face.find_face(np.full((h, w, 3), 0.5, np.float32), alpha=alpha) is None
+    assert face.head_crops(np.zeros((h, w), np.float32)) == []

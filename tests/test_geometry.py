@@ -134,3 +134,76 @@ def test_turned_face_points_where_it_turns(astronaut_linear):
     # Ideal difference: 2 sin(25 deg) * nz, about 0.6 for these front-facing points.
     assert np.all(nx[25] - nx[-25] > 0.3), (nx[25], nx[-25])
     assert mean_nx[25] > 0.02 > -0.02 > mean_nx[-25]
+
+
+def test_astronaut_face_looks_at_the_camera(astronaut_linear):
+    """The astronaut faces the camera: MediaPipe's downward lean of the face mesh is removed
+    (FACE_PITCH_BIAS_DEG), so the face's mean normal is neither tipped down nor sideways."""
+    alpha = np.ones(astronaut_linear.shape[:2], np.float32)
+    result = geometry.estimate_normals(astronaut_linear, alpha)
+    mean = result.normal[result.face_mask > 0.9].mean(0)
+    assert abs(mean[0]) < 0.1 and abs(mean[1]) < 0.1, mean
+    # Without the correction the mesh leans down (about -0.19 on the raw mesh for this photo).
+    lm = result.landmarks.points
+    raw, covered = geometry.face_normals(lm, astronaut_linear.shape[:2], pitch_bias_deg=0.0)
+    fixed, _ = geometry.face_normals(lm, astronaut_linear.shape[:2])
+    assert fixed[covered, 1].mean() - raw[covered, 1].mean() > 0.05
+
+
+def _tilted(normal, degrees):
+    """Normals turned down (toward -Y) about the camera X axis."""
+    t = np.radians(degrees)
+    x, y, z = normal[..., 0], normal[..., 1], normal[..., 2]
+    return np.stack([x, y * np.cos(t) - z * np.sin(t), y * np.sin(t) + z * np.cos(t)], axis=-1)
+
+
+def test_face_blend_has_no_seam():
+    """A face whose normals disagree with the body by 25 degrees (a nearly flat, big sphere): normals just
+    inside the feather band and just outside the face must agree; a plain feathered blend jumps there."""
+    h = w = 400
+    radius, face_r = 60.0, 3000.0
+    yy, xx = np.mgrid[:h, :w] + 0.5
+    body = np.stack([(xx - 200) / face_r, -(yy - 200) / face_r, np.ones_like(xx)], -1).astype(np.float32)
+    body /= np.linalg.norm(body, axis=-1, keepdims=True)
+    r = np.hypot(xx - 200, yy - 200)
+    covered = r < radius
+    bump = np.stack([(xx - 200) / 300, -(yy - 200) / 300, np.ones_like(xx)], -1)  # a little facial relief
+    face_n = _tilted(bump / np.linalg.norm(bump, axis=-1, keepdims=True), 25.0).astype(np.float32)
+    face_n[~covered] = 0
+    width = 2 * radius
+    normal, weight = geometry.blend_face_normals(body, face_n, covered, width)
+    assert np.allclose(np.linalg.norm(normal, axis=-1), 1, atol=1e-4)
+    theta = np.linspace(0, 2 * np.pi, 90, endpoint=False)
+    r_in, r_out = radius - geometry.FACE_FEATHER * width - 2, radius + 2
+
+    def at(field, rad):
+        return field[(200 + rad * np.sin(theta)).astype(int), (200 + rad * np.cos(theta)).astype(int)]
+
+    assert at(weight, r_in).min() > 0.99 and at(weight, r_out).max() == 0
+    jump = _angle_deg(at(normal, r_in), at(normal, r_out))
+    assert jump.mean() < 10 and jump.max() < 15, (jump.mean(), jump.max())
+    # The face itself keeps its own normals where its weight is 1, and far away the body is untouched.
+    assert _angle_deg(normal[weight > 0.999], face_n[weight > 0.999]).max() < 0.5
+    assert _angle_deg(normal[r > 3 * radius], body[r > 3 * radius]).max() < 0.5
+    plain = body * (1 - weight[..., None]) + face_n * weight[..., None]
+    plain /= np.linalg.norm(plain, axis=-1, keepdims=True)
+    assert _angle_deg(at(plain, r_in), at(plain, r_out)).mean() > 20  # what the test guards against
+
+
+def test_astronaut_face_meets_the_head_without_a_ring(astronaut_linear):
+    """Across the feather band (pixel pairs along the direction to the face edge) the normals change about as
+    much as a head's curvature does (about 10 degrees), not by the face-versus-inflation mismatch (36 before)."""
+    from scipy import ndimage
+
+    alpha = np.ones(astronaut_linear.shape[:2], np.float32)
+    result = geometry.estimate_normals(astronaut_linear, alpha)
+    covered = result.face_mask > 0
+    d_out, (iy, ix) = ndimage.distance_transform_edt(~covered, return_indices=True)
+    oy, ox = np.nonzero((d_out >= 2) & (d_out < 3))
+    by, bx = iy[oy, ox], ix[oy, ox]
+    step = np.stack([by - oy, bx - ox], 1) / d_out[oy, ox][:, None]
+    depth = geometry.FACE_FEATHER * np.ptp(result.landmarks.points[:, 0]) + 2
+    jy, jx = np.round(by + step[:, 0] * depth).astype(int), np.round(bx + step[:, 1] * depth).astype(int)
+    ok = result.face_mask[jy, jx] > 0.95
+    jump = _angle_deg(result.normal[oy, ox][ok], result.normal[jy, jx][ok])
+    assert ok.sum() > 50 and np.median(jump) < 15, np.median(jump)

@@ -32,7 +32,6 @@ def build_scene(hdri: str, mapping_z_deg: float, strength: float, sensor_fit: st
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
     world = bpy.data.worlds.new("HDRI World")
-    world.use_nodes = True
     tree = world.node_tree
     background = next(n for n in tree.nodes if n.type == "BACKGROUND")
     background.inputs["Strength"].default_value = strength
@@ -126,6 +125,5 @@ def test_world_without_environment_texture_names_the_world():
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
     scene.world = bpy.data.worlds.new("Plain Grey")
-    scene.world.use_nodes = True
     with pytest.raises(RelightInputError, match="Plain Grey.*no Environment Texture"):
         world_module.world_lighting(scene)

@@ -42,7 +42,8 @@ PIP_PLATFORM_ARGS = [
 ]
 # Top-level entries never copied into the stage (large or irrelevant); the manifest's paths_exclude_pattern
 # decides the rest.
-STAGE_SKIP = {".git", "build", "dist", "out", ".cache", "wheels", "tests", "tools", "docs", "training"}
+STAGE_SKIP = {".git", "build", "dist", "out", ".cache", "wheels", "tests", "tools", "docs", "training", "lightstage",
+              "evaluation"}
 
 
 class BuildError(Exception):

@@ -38,7 +38,6 @@ def build_scene(blend_path: Path, world_hdri: Path, width: int, height: int) -> 
     scene = bpy.context.scene
     scene.render.resolution_x, scene.render.resolution_y = width, height
     world = bpy.data.worlds.new("Portrait Relight World")
-    world.use_nodes = True
     nodes = world.node_tree.nodes
     texture = nodes.new("ShaderNodeTexEnvironment")
     texture.image = bpy.data.images.load(str(world_hdri))

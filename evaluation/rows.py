@@ -1,0 +1,159 @@
+"""The methods compared per case: the product itself, the no-relighting baseline, and per-stage oracles.
+
+"ours" is `inference.pipeline.relight`, the very code behind ./relight. The oracle rows swap ground truth into
+one stage and rerun the stages after it through `pipeline.relight_subject`, the function `relight` itself uses
+after matting and geometry (tests check that with nothing swapped it reproduces `relight`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..inference import geometry, lightmaps, matting, pipeline
+from ..inference.environment import Environment
+from ..inference.errors import RelightInputError
+from ..inference.settings import RelightSettings
+from .cases import GroundTruthCase, target_environment
+
+ROW_NAMES = ("ours", "naive composite", "oracle alpha", "oracle normals", "oracle normals+albedo",
+             "oracle alpha+normals+albedo")
+
+
+@dataclass(frozen=True)
+class MethodOutput:
+    """What a method predicts; None where it predicts nothing (the baseline only has colour)."""
+
+    relit: np.ndarray  # (H, W, 3) straight colour under the target lighting
+    alpha: np.ndarray | None = None
+    normal: np.ndarray | None = None
+    albedo: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class StageInputs:
+    """Matte and geometry the later stages start from (the product's own, or partly ground truth)."""
+
+    alpha: np.ndarray
+    foreground: np.ndarray
+    normal: np.ndarray
+    face_mask: np.ndarray
+
+
+def case_settings(case: GroundTruthCase, settings: RelightSettings) -> RelightSettings:
+    """The case's camera decides the field of view, as a Blender scene's camera does for the product."""
+    return replace(settings, fov_deg=case.fov_deg)
+
+
+def ours(plate: np.ndarray, environment: Environment, settings: RelightSettings,
+         prefiltered: lightmaps.PrefilteredEnvironment) -> MethodOutput:
+    result = pipeline.relight(plate, environment, settings, prefiltered=prefiltered)
+    p = result.passes
+    return MethodOutput(relit=p["relit"][..., :3], alpha=p["alpha"], normal=p["normal"], albedo=p["albedo"])
+
+
+def naive_composite(plate: np.ndarray) -> MethodOutput:
+    """No relighting at all: the subject keeps the plate's own pixels (source lighting)."""
+    return MethodOutput(relit=plate)
+
+
+def product_stages(plate: np.ndarray, settings: RelightSettings) -> StageInputs:
+    """The product's matting and geometry, exactly as `pipeline.relight` runs them."""
+    matte = matting.estimate_matte(plate, settings)
+    shape = geometry.estimate_normals(plate, matte.alpha, settings)
+    return StageInputs(matte.alpha, matte.foreground, shape.normal, shape.face_mask)
+
+
+def oracle_matte_stages(plate: np.ndarray, gt_alpha: np.ndarray, settings: RelightSettings) -> StageInputs:
+    """Ground-truth alpha, then the product's foreground estimation and geometry on it."""
+    from pymatting import estimate_foreground_ml
+
+    alpha = np.clip(gt_alpha, 0.0, 1.0).astype(np.float32)
+    foreground = np.maximum(np.asarray(estimate_foreground_ml(plate.astype(np.float64), alpha), np.float32), 0.0)
+    # Opaque pixels are their own foreground (as in matting.estimate_matte).
+    opaque = alpha[..., None] >= 1.0
+    foreground = np.where(opaque, plate, foreground).astype(np.float32)
+    shape = geometry.estimate_normals(plate, alpha, settings)
+    return StageInputs(alpha, foreground, shape.normal, shape.face_mask)
+
+
+def with_gt_normals(stages: StageInputs, gt_normal: np.ndarray, gt_alpha: np.ndarray) -> StageInputs:
+    """Ground-truth normals wherever the ground truth has a surface; the product's elsewhere inside its matte."""
+    gt_defined = (gt_alpha > 0) & (np.linalg.norm(gt_normal, axis=-1) > 0.5)
+    normal = np.where(gt_defined[..., None], gt_normal, stages.normal).astype(np.float32)
+    normal[stages.alpha <= 0] = 0.0
+    return replace(stages, normal=normal)
+
+
+def compose(stages: StageInputs, environment: Environment, settings: RelightSettings,
+            prefiltered: lightmaps.PrefilteredEnvironment, albedo: np.ndarray | None = None) -> MethodOutput:
+    """`pipeline.relight` after its geometry stage (the same function): albedo (unless given), light maps,
+    shading."""
+    lit = pipeline.relight_subject(stages.foreground, stages.alpha, stages.normal, stages.face_mask, environment,
+                                   settings, prefiltered, albedo)
+    return MethodOutput(relit=lit.shaded.relit[..., :3], alpha=stages.alpha, normal=stages.normal, albedo=lit.albedo)
+
+
+def gt_albedo_inside(gt_albedo: np.ndarray, gt_alpha: np.ndarray, fallback: np.ndarray,
+                     alpha: np.ndarray) -> np.ndarray:
+    """Ground-truth albedo inside the ground-truth matte, `fallback` elsewhere, zero outside `alpha`."""
+    out = np.where((gt_alpha > 0)[..., None], gt_albedo, fallback)
+    return (out * (alpha > 0)[..., None]).astype(np.float32)
+
+
+def method_outputs(case: GroundTruthCase, settings: RelightSettings,
+                   rows: tuple[str, ...] = ROW_NAMES) -> dict[str, MethodOutput | Exception]:
+    """Every requested row's prediction for one case, in ROW_NAMES order; a row whose stages reject the input
+    (e.g. no face found) maps to the RelightInputError instead, so the other rows still count."""
+    out = _method_outputs(case, settings, rows)
+    return {name: out[name] for name in ROW_NAMES if name in out}
+
+
+def _method_outputs(case: GroundTruthCase, settings: RelightSettings,
+                    rows: tuple[str, ...]) -> dict[str, MethodOutput | Exception]:
+    settings = case_settings(case, settings)
+    gt = case.passes
+    plate = np.maximum(gt["plate"][..., :3], 0.0).astype(np.float32)
+    environment = target_environment(case)
+    prefiltered = lightmaps.prefilter(environment)
+    out: dict[str, MethodOutput | Exception] = {}
+
+    def attempt(name: str, make) -> MethodOutput | None:
+        if name not in rows:
+            return None
+        try:
+            out[name] = make()
+        except RelightInputError as exc:
+            out[name] = exc
+            return None
+        return out[name]
+
+    attempt("ours", lambda: ours(plate, environment, settings, prefiltered))
+    attempt("naive composite", lambda: naive_composite(plate))
+    gt_alpha, gt_normal, gt_albedo = gt["alpha"], gt["normal"], gt["albedo"][..., :3]
+    if any(r in rows for r in ("oracle alpha", "oracle alpha+normals+albedo")):
+        matte_only = oracle_matte_stages(plate, gt_alpha, settings)
+        attempt("oracle alpha", lambda: compose(matte_only, environment, settings, prefiltered))
+
+        def full_oracle() -> MethodOutput:
+            stages = with_gt_normals(matte_only, gt_normal, gt_alpha)
+            albedo = gt_albedo_inside(gt_albedo, gt_alpha, np.zeros_like(gt_albedo), stages.alpha)
+            return compose(stages, environment, settings, prefiltered, albedo=albedo)
+
+        attempt("oracle alpha+normals+albedo", full_oracle)
+    wants_normals = [r for r in ("oracle normals", "oracle normals+albedo") if r in rows]
+    if not wants_normals:
+        return out
+    try:
+        product = product_stages(plate, settings)
+    except RelightInputError as exc:
+        out.update({name: exc for name in wants_normals})
+        return out
+    stages = with_gt_normals(product, gt_normal, gt_alpha)
+    # The normals-only oracle also supplies the albedo used where the ground truth has none.
+    normals_only = compose(stages, environment, settings, prefiltered)
+    attempt("oracle normals", lambda: normals_only)
+    albedo = gt_albedo_inside(gt_albedo, gt_alpha, normals_only.albedo, stages.alpha)
+    attempt("oracle normals+albedo", lambda: compose(stages, environment, settings, prefiltered, albedo=albedo))
+    return out
