@@ -8,7 +8,7 @@ export PORTRAIT_RELIGHT_CACHE := $(CACHE)
 export NUMBA_CACHE_DIR ?= $(CACHE)/numba
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test bench eval models extension venv clean
+.PHONY: demo test bench eval eval-set lightstage-sample models extension venv clean
 
 # 1. Main job: relight the public-domain astronaut portrait (scikit-image) under Blender's bundled forest HDRI.
 demo: models
@@ -21,10 +21,19 @@ test: models $(VENV)-tflite/.installed
 bench: models
 	$(PY) tools/bench.py
 
-# Virtual light stage evaluation: renders the fixed evaluation set on first use (cached), then prints the table.
-EVAL_CASES ?= $(CACHE)/lightstage/eval
+# Virtual light stage: the fixed evaluation set (24 cases at 384^2, cached in $(CACHE)/lightstage/; renders only
+# missing cases, ~30-35 min the first time on 2 cores); `make eval` renders what is missing, then evaluates the
+# product on it (table, report.json, contact sheet).
+eval-set: models
+	$(PY) tools/lightstage.py --eval-set --cache $(CACHE)
+
 eval: models
-	$(PY) tools/evaluate.py --cases $(EVAL_CASES) $(if $(LIMIT),--limit $(LIMIT)) $(if $(OUT),--out $(OUT))
+	$(PY) tools/evaluate.py $(if $(LIMIT),--limit $(LIMIT)) $(if $(OUT),--out $(OUT))
+
+# A few training-style samples with OLAT: make lightstage-sample N=10 SUBJECT=makehuman
+lightstage-sample: models
+	$(PY) tools/lightstage.py --out $(CACHE)/lightstage/samples --seed $(or $(SEED),0) --count $(or $(N),4) \
+		--size 384 --subject $(or $(SUBJECT),makehuman) --samples 64 --olat 32
 
 venv: $(VENV)/.installed
 

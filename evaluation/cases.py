@@ -19,6 +19,7 @@ import numpy as np
 
 from ..inference.environment import Environment
 from ..inference.errors import RelightInputError
+from ..inference.exr import read_passes
 from ..inference.imageio import read_hdri
 
 GT_FILE = "gt.exr"
@@ -26,7 +27,6 @@ META_FILE = "meta.json"
 GT_LAYER = "gt"
 REQUIRED_PASSES = ("plate", "alpha", "normal", "albedo", "relit")
 # Channel order per suffix family; a pass's channels are stacked in this order.
-_CHANNEL_ORDER = "RGBAXYZV"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -57,35 +57,13 @@ def find_cases(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and is_case(p))
 
 
-def read_gt_exr(path: Path, layer: str = GT_LAYER) -> dict[str, np.ndarray]:
-    """All `<layer>.<pass>.<chan>` channels of a multilayer EXR, grouped per pass, float32."""
-    import OpenEXR
-
-    try:
-        with OpenEXR.File(str(path), separate_channels=True) as exr:  # channels are only valid while open
-            channels = {name: np.array(ch.pixels, np.float32) for name, ch in exr.channels().items()}
-    except Exception as exc:  # OpenEXR raises RuntimeError/IOError variants for unreadable files
-        raise RelightInputError(path, f"cannot read EXR ({exc})") from exc
-    grouped: dict[str, dict[str, np.ndarray]] = {}
-    for name, pixels in channels.items():
-        parts = name.split(".")
-        if len(parts) == 3 and parts[0] == layer:
-            grouped.setdefault(parts[1], {})[parts[2]] = pixels
-    passes = {}
-    for pass_name, chans in grouped.items():
-        order = sorted(chans, key=lambda c: _CHANNEL_ORDER.index(c) if c in _CHANNEL_ORDER else 99)
-        planes = [chans[c] for c in order]
-        passes[pass_name] = planes[0] if len(planes) == 1 else np.stack(planes, axis=-1)
-    return passes
-
-
 def read_case(folder: str | os.PathLike) -> GroundTruthCase:
     folder = Path(folder)
     try:
         meta = json.loads((folder / META_FILE).read_text())
     except (OSError, ValueError) as exc:
         raise RelightInputError(folder / META_FILE, f"cannot read case metadata ({exc})") from exc
-    passes = read_gt_exr(folder / GT_FILE)
+    passes = read_passes(folder / GT_FILE, GT_LAYER)
     missing = [p for p in REQUIRED_PASSES if p not in passes]
     if missing:
         raise RelightInputError(folder / GT_FILE, f"missing ground-truth passes: {', '.join(missing)}")

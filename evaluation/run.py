@@ -10,7 +10,6 @@ ${PORTRAIT_RELIGHT_CACHE:-~/.cache/portrait_relight}/eval/<timestamp>/).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
@@ -26,7 +25,6 @@ from .cases import find_cases, read_case
 from .report import contact_tiles, format_table, mean_rows, write_contact_sheet, write_report
 from .rows import ROW_NAMES, MethodOutput, method_outputs
 
-LIGHTSTAGE_EVAL_SET = "portrait_relight.lightstage.eval_set"
 
 
 @dataclass
@@ -73,33 +71,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PORTRAIT_RELIGHT_CACHE", Path.home() / ".cache" / "portrait_relight"))
 
 
-def default_cases_dir() -> Path:
-    return cache_dir() / "lightstage" / "eval"
+def evaluation_set_cases() -> list[Path]:
+    """The light stage's fixed evaluation set, rendering the cases the cache lacks (imported here, not at module
+    level, because the generator needs Blender while evaluating explicit case folders does not)."""
+    from ..lightstage.eval_set import ensure_eval_set
 
-
-def ensure_cases(cases_dir: Path) -> list[Path]:
-    """The case folders under `cases_dir`. The fixed evaluation set's own folder (<cache>/lightstage/eval) is
-    generated first when it has no cases and the light stage generator is in this checkout; any other folder
-    is only read (a typo in --cases must not start hours of rendering)."""
-    found = find_cases(cases_dir)
-    if found or cases_dir.resolve() != default_cases_dir().resolve():
-        return found
-    # find_spec of a dotted name imports its parent package, so look for the parent first.
-    parent = LIGHTSTAGE_EVAL_SET.rpartition(".")[0]
-    if importlib.util.find_spec(parent) is None or importlib.util.find_spec(LIGHTSTAGE_EVAL_SET) is None:
-        return []
-    from importlib import import_module
-
-    print(f"{cases_dir}: no cases yet, generating the evaluation set (lightstage)", flush=True)
-    import_module(LIGHTSTAGE_EVAL_SET).ensure_eval_set(cache_dir())
-    return find_cases(cases_dir)
+    return [Path(p) for p in ensure_eval_set(cache_dir())]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=Path, default=None,
-                        help="folder of case folders (gt.exr + meta.json), or one case folder "
-                             "(default: <cache>/lightstage/eval, generated when missing)")
+                        help="folder of case folders (gt.exr + meta.json), or one case folder; only read "
+                             "(default: the light stage's evaluation set, rendered where the cache lacks it)")
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: <cache>/eval/<timestamp>)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N cases (by name)")
     parser.add_argument("--tile", type=int, default=128, help="contact sheet tile height in pixels")
@@ -108,8 +92,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cases_dir = (args.cases or default_cases_dir()).expanduser()
-    case_dirs = ensure_cases(cases_dir)
+    if args.cases is None:
+        case_dirs = evaluation_set_cases()
+        cases_dir = case_dirs[0].parent if case_dirs else cache_dir() / "lightstage"
+    else:
+        cases_dir = args.cases.expanduser()
+        case_dirs = find_cases(cases_dir)
     if not case_dirs:
         print(f"evaluate: error: {cases_dir}: no evaluation cases (folders with gt.exr and meta.json)",
               file=sys.stderr)

@@ -28,11 +28,11 @@ PASS_CHANNELS: dict[str, tuple[str, ...]] = {
     "relit": ("R", "G", "B", "A"),
     "composite": ("R", "G", "B"),
 }
-FULL_PRECISION_PASSES = {"alpha", "normal"}
+FULL_PRECISION_PASSES = frozenset({"alpha", "normal"})
+CHANNEL_ORDER = "RGBAXYZV"  # order of channels within a pass that PASS_CHANNELS does not list
 
 
-def _planes(name: str, pixels: np.ndarray) -> list[np.ndarray]:
-    expected = len(PASS_CHANNELS[name])
+def _planes(name: str, pixels: np.ndarray, expected: int) -> list[np.ndarray]:
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     if pixels.shape[2] != expected:
@@ -41,17 +41,20 @@ def _planes(name: str, pixels: np.ndarray) -> list[np.ndarray]:
 
 
 def write_passes(path: str | os.PathLike, passes: dict[str, np.ndarray], layer: str = DEFAULT_LAYER,
-                 metadata: dict[str, str] | None = None) -> Path:
-    """Write the known passes present in `passes` to one multilayer EXR, atomically (temp + rename)."""
+                 metadata: dict[str, str] | None = None, pass_channels: dict[str, tuple[str, ...]] = PASS_CHANNELS,
+                 full_precision: set[str] | frozenset[str] = FULL_PRECISION_PASSES) -> Path:
+    """Write the passes of `pass_channels` present in `passes` to one multilayer EXR, atomically (temp + rename).
+
+    Passes named in `full_precision` are stored as 32-bit float, the others as half."""
     import OpenEXR
 
     path = Path(path)
     channels = {}
-    for name, suffixes in PASS_CHANNELS.items():
+    for name, suffixes in pass_channels.items():
         if name not in passes:
             continue
-        dtype = np.float32 if name in FULL_PRECISION_PASSES else np.float16
-        for suffix, plane in zip(suffixes, _planes(name, np.asarray(passes[name]))):
+        dtype = np.float32 if name in full_precision else np.float16
+        for suffix, plane in zip(suffixes, _planes(name, np.asarray(passes[name]), len(suffixes))):
             channels[f"{layer}.{name}.{suffix}"] = np.ascontiguousarray(plane, dtype=dtype)
     if not channels:
         raise ValueError("no known passes to write")
@@ -75,19 +78,26 @@ def write_passes(path: str | os.PathLike, passes: dict[str, np.ndarray], layer: 
 
 
 def read_passes(path: str | os.PathLike, layer: str = DEFAULT_LAYER) -> dict[str, np.ndarray]:
-    """Read the passes back as float32 arrays: (H,W) for single-channel passes, (H,W,C) otherwise."""
+    """Every `<layer>.<pass>.<chan>` pass as float32: (H,W) for one channel, (H,W,C) otherwise, channels in
+    PASS_CHANNELS order where they are a product pass's channels, else in R,G,B,A,X,Y,Z,V order."""
     import OpenEXR
 
     path = Path(path)
     try:
-        with OpenEXR.File(str(path), separate_channels=True) as exr:
-            channels = {name: np.asarray(ch.pixels, np.float32) for name, ch in exr.channels().items()}
+        with OpenEXR.File(str(path), separate_channels=True) as exr:  # channels are only valid while open
+            channels = {name: np.array(ch.pixels, np.float32) for name, ch in exr.channels().items()}
     except Exception as exc:  # OpenEXR raises RuntimeError/IOError variants for unreadable files
         raise RelightInputError(path, f"cannot read EXR ({exc})") from exc
+    grouped: dict[str, dict[str, np.ndarray]] = {}
+    for name, pixels in channels.items():
+        parts = name.split(".")
+        if len(parts) == 3 and parts[0] == layer:
+            grouped.setdefault(parts[1], {})[parts[2]] = pixels
     passes = {}
-    for name, suffixes in PASS_CHANNELS.items():
-        keys = [f"{layer}.{name}.{suffix}" for suffix in suffixes]
-        if all(key in channels for key in keys):
-            planes = [channels[key] for key in keys]
-            passes[name] = planes[0] if len(planes) == 1 else np.stack(planes, axis=-1)
+    for name, planes in grouped.items():
+        order = PASS_CHANNELS.get(name, ())
+        if set(order) != set(planes):  # not one of the product's passes (e.g. ground truth): a fixed order
+            order = sorted(planes, key=lambda c: (c not in CHANNEL_ORDER, CHANNEL_ORDER.find(c), c))
+        stacked = [planes[c] for c in order]
+        passes[name] = stacked[0] if len(stacked) == 1 else np.stack(stacked, axis=-1)
     return passes

@@ -258,10 +258,9 @@ def test_evaluate_without_cases_is_a_one_line_error(tmp_path, capsys):
     assert err.count("\n") == 1 and "no evaluation cases" in err
 
 
-def test_missing_default_set_is_generated_by_the_light_stage(synthetic_case, tmp_path, monkeypatch, capsys):
-    """`make eval` passes <cache>/lightstage/eval; when it has no cases, lightstage.eval_set.ensure_eval_set
-    (stubbed here: rendering needs Blender) must be called with the cache folder before evaluating."""
-    import importlib.machinery
+def test_default_cases_come_from_the_light_stage_evaluation_set(synthetic_case, tmp_path, monkeypatch):
+    """Without --cases, `make eval` asks lightstage.eval_set.ensure_eval_set (stubbed here: rendering needs
+    Blender and minutes) for the fixed evaluation set, with the cache folder; --cases folders are only read."""
     import shutil
     import sys
     import types
@@ -270,18 +269,18 @@ def test_missing_default_set_is_generated_by_the_light_stage(synthetic_case, tmp
 
     def ensure_eval_set(cache_dir):
         calls.append(cache_dir)
-        shutil.copytree(synthetic_case["case_dir"], cache_dir / "lightstage" / "eval" / "case_0000")
-        return cache_dir / "lightstage" / "eval"
+        case = cache_dir / "lightstage" / "eval-test" / "case_0000"
+        if not case.exists():
+            shutil.copytree(synthetic_case["case_dir"], case)
+        return [case]
 
-    for name in ("portrait_relight.lightstage", "portrait_relight.lightstage.eval_set"):
-        module = types.ModuleType(name)
-        module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=name.endswith("lightstage"))
-        monkeypatch.setitem(sys.modules, name, module)
-    sys.modules["portrait_relight.lightstage.eval_set"].ensure_eval_set = ensure_eval_set
+    stub = types.ModuleType("portrait_relight.lightstage.eval_set")
+    stub.ensure_eval_set = ensure_eval_set
+    monkeypatch.setitem(sys.modules, "portrait_relight.lightstage.eval_set", stub)
     monkeypatch.setenv("PORTRAIT_RELIGHT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("PORTRAIT_RELIGHT_SHARED", str(synthetic_case["shared"]))
-    # an explicit folder that is not the evaluation set's own never triggers rendering
+    # an explicit folder is only read: a typo never starts rendering
     assert main(["--cases", str(tmp_path / "typo"), "--out", str(tmp_path / "a")]) == 2 and not calls
-    assert main(["--cases", str(tmp_path / "cache" / "lightstage" / "eval"), "--out", str(tmp_path / "b")]) == 0
+    assert main(["--out", str(tmp_path / "b")]) == 0
     assert calls == [tmp_path / "cache"]
-    assert (tmp_path / "b" / "report.json").is_file() and "generating the evaluation set" in capsys.readouterr().out
+    assert (tmp_path / "b" / "report.json").is_file()
