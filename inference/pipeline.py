@@ -164,6 +164,30 @@ def check_output_folder(out_dir: Path) -> None:
         raise RelightInputError(out_dir, "output folder is not writable")
 
 
+def relight_to_files(plate: np.ndarray, source_label: str | os.PathLike, exr_path: Path, preview_path: Path,
+                     environment: Environment, settings: RelightSettings = RelightSettings(),
+                     background: np.ndarray | None = None, progress: Progress | None = None,
+                     prefiltered: lightmaps.PrefilteredEnvironment | None = None) -> dict[str, float]:
+    """Relight a decoded plate and write its preview, then its EXR (the EXR last: its presence marks the frame
+    complete); both or neither. Stage errors are reported against `source_label` (the file or movie frame).
+    Returns the per-stage seconds."""
+    try:
+        result = relight(plate, environment, settings, background, progress, prefiltered)
+    except RelightInputError as exc:
+        if exc.path is None:  # stage errors know the problem, not the file
+            raise RelightInputError(source_label, exc.problem) from exc
+        raise
+    clock = time.perf_counter()
+    write_png(preview_path, preview_strip(plate, result.passes))
+    try:
+        write_passes(exr_path, result.passes, metadata={"portraitRelight:source": Path(source_label).name})
+    except BaseException:
+        preview_path.unlink(missing_ok=True)
+        raise
+    result.timings["write"] = time.perf_counter() - clock
+    return result.timings
+
+
 def relight_file(plate_path: str | os.PathLike, out_dir: str | os.PathLike, environment: Environment,
                  settings: RelightSettings = RelightSettings(), background: np.ndarray | None = None,
                  progress: Progress | None = None, stem: str | None = None,
@@ -174,20 +198,8 @@ def relight_file(plate_path: str | os.PathLike, out_dir: str | os.PathLike, envi
     plate_path, out_dir = Path(plate_path), Path(out_dir)
     check_output_folder(out_dir)
     plate = read_plate(plate_path)
-    try:
-        result = relight(plate, environment, settings, background, progress, prefiltered)
-    except RelightInputError as exc:
-        if exc.path is None:  # stage errors know the problem, not the file
-            raise RelightInputError(plate_path, exc.problem) from exc
-        raise
     stem = stem or plate_path.stem
     exr_path, preview_path = out_dir / f"{stem}.exr", out_dir / f"{stem}_preview.png"
-    clock = time.perf_counter()
-    write_png(preview_path, preview_strip(plate, result.passes))
-    try:
-        write_passes(exr_path, result.passes, metadata={"portraitRelight:source": plate_path.name})
-    except BaseException:
-        preview_path.unlink(missing_ok=True)
-        raise
-    result.timings["write"] = time.perf_counter() - clock
-    return RelightOutput(exr_path, preview_path, result.timings)
+    timings = relight_to_files(plate, plate_path, exr_path, preview_path, environment, settings, background,
+                               progress, prefiltered)
+    return RelightOutput(exr_path, preview_path, timings)

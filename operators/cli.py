@@ -1,13 +1,20 @@
 """Command-line contract, shared by ./relight and `blender -b -c portrait_relight ...`.
 
     relight PLATE --out DIR [--hdri FILE [--hdri-rotation DEG] | --world-blend FILE.blend]
-            [--background IMAGE] [--fov DEG]
+            [--background IMAGE] [--fov DEG] [--frames A-B|1,5,9-12]
 
 Lighting comes from exactly one of: --hdri (equirect, image centre straight ahead, rotated about the vertical
 axis by --hdri-rotation), --world-blend (that file's world HDRI seen from its active camera, whose FOV is used),
 or, with neither, a panorama estimated from --background. --background is also what the subject is composited
 onto. Writes DIR/<stem>.exr and DIR/<stem>_preview.png (both or neither) and prints per-stage timings.
 Bad input: exit 1 with ONE line "<file>: <problem>" on stderr; bad options: exit 2 with one line.
+
+Shots: PLATE may be an image sequence `name.####.ext` (Blender's # pattern, # count = zero padding) or a movie
+(.mp4/.mov/.mkv/.avi/.m4v/.webm, frames numbered from 1); --frames picks frames (default: all). Each frame writes
+DIR/<name>.<frame>.exr and DIR/<name>.<frame>_preview.png (frame padded as in the pattern; 4 for movies) and
+prints one line; frames already complete are skipped, so re-running resumes, and overlapping --frames slices may
+run at once (inference/sequence.py). A summary line ends the run; exit 1 if any frame failed, with one stderr line
+per failed frame naming its file. A bad pattern or --frames exits before any frame with one line.
 bpy is only imported for --world-blend, so the plain HDRI path runs without Blender.
 """
 
@@ -20,6 +27,7 @@ from pathlib import Path
 
 from ..inference.environment import Environment
 from ..inference.errors import RelightInputError
+from ..inference.sequence import FrameEvent, ImageSequence, is_movie, is_sequence_pattern, parse_frames
 from ..inference.settings import RelightSettings
 
 DEFAULT_FOV_DEG = 40.0
@@ -38,8 +46,13 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="relight", description="Relight a portrait plate (Total Relighting).")
-    parser.add_argument("plate", help="portrait image (PNG/JPG/TIFF/EXR/HDR)")
-    parser.add_argument("--out", required=True, help="output folder for <stem>.exr and <stem>_preview.png")
+    parser.add_argument("plate", help="portrait image (PNG/JPG/TIFF/EXR/HDR), image sequence name.####.ext, "
+                                      "or movie (.mp4/.mov/.mkv/.avi)")
+    parser.add_argument("--out", required=True, help="output folder for <stem>.exr and <stem>_preview.png "
+                                                     "(shots: <name>.<frame>.exr and <name>.<frame>_preview.png)")
+    parser.add_argument("--frames", metavar="A-B|LIST",
+                        help="frames of a sequence or movie to relight: 1-24 (inclusive) or 1,5,9-12 "
+                             "(default: all; movie frames count from 1)")
     parser.add_argument("--hdri", help="equirectangular HDR/EXR environment; its centre is straight ahead")
     parser.add_argument("--hdri-rotation", type=float, default=0.0, metavar="DEG",
                         help="turn the HDRI about the vertical axis (same sense as Blender's Mapping Z rotation)")
@@ -68,11 +81,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         raise UsageError(f"--threads {args.threads}: must be 0 (automatic) or more")
     if args.fov is not None and not 1.0 <= args.fov <= 170.0:
         raise UsageError(f"--fov {args.fov:g}: must be between 1 and 170 degrees")
+    args.frame_list = None
+    if args.frames is not None:
+        if not (is_sequence_pattern(args.plate) or is_movie(args.plate)):
+            raise UsageError(f"--frames needs an image sequence (name.####.ext) or a movie, not {args.plate}")
+        try:
+            args.frame_list = parse_frames(args.frames)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
     return args
 
 
 def resolve_lighting(args: argparse.Namespace, plate_shape, background) -> tuple[Environment, float]:
-    """(environment, fov_deg) from whichever lighting source the options name."""
+    """(environment, fov_deg) from whichever lighting source the options name.
+
+    `plate_shape` may be a callable returning it: it is only needed (for the camera's FOV) with --world-blend."""
     from ..inference.imageio import read_hdri
 
     fov = args.fov if args.fov is not None else DEFAULT_FOV_DEG
@@ -81,7 +104,7 @@ def resolve_lighting(args: argparse.Namespace, plate_shape, background) -> tuple
     if args.world_blend:
         from .world import world_lighting_from_blend  # imports bpy
 
-        height, width = plate_shape[:2]
+        height, width = (plate_shape() if callable(plate_shape) else plate_shape)[:2]
         lighting = world_lighting_from_blend(args.world_blend, width, height)
         return lighting.environment, (args.fov if args.fov is not None else lighting.fov_deg)
     from ..inference.panorama import estimate_environment
@@ -89,15 +112,87 @@ def resolve_lighting(args: argparse.Namespace, plate_shape, background) -> tuple
     return estimate_environment(background, fov), fov
 
 
-def run(args: argparse.Namespace) -> None:
+def _check_models_dir(args: argparse.Namespace) -> None:
+    if args.models_dir and not Path(args.models_dir).is_dir():
+        raise RelightInputError(args.models_dir, "models folder does not exist")
+
+
+def _first_frame_shape(shot, frames: list[int]) -> tuple[int, int]:
+    """The size of the first requested frame that reads (a movie knows it without decoding)."""
+    if shot.frame_size is not None:
+        return shot.frame_size
+    first_error = None
+    for frame in frames:
+        try:
+            return shot.read(frame).shape[:2]
+        except RelightInputError as exc:
+            first_error = first_error or exc
+    raise first_error
+
+
+def _event_line(event: FrameEvent) -> str:
+    if event.status == "relit":
+        return f"frame {event.frame} ({event.index}/{event.count}): {event.seconds:.2f} s"
+    if event.status == "failed":
+        return f"frame {event.frame} ({event.index}/{event.count}): failed after {event.seconds:.2f} s"
+    return f"frame {event.frame}: {event.status} ({event.detail})"
+
+
+def run_shot(args: argparse.Namespace) -> int:
+    """An image sequence or movie: one line per frame, a summary; returns the exit status (1 if a frame failed)."""
+    from ..inference.imageio import read_plate
+    from ..inference.lightmaps import prefilter
+    from ..inference.pipeline import check_output_folder
+    from ..inference.sequence import format_frames, frame_paths, open_shot, relight_shot, select_frames
+
+    clock = time.perf_counter()
+    out_dir = Path(args.out)
+    shot = open_shot(args.plate)  # a bad pattern or movie fails here, before the output folder is made
+    try:
+        frames = select_frames(shot, args.frame_list)
+        if isinstance(shot, ImageSequence):
+            inputs = {shot.path(frame).resolve() for frame in frames}
+            clashes = [frame for frame in frames
+                       if frame_paths(out_dir, shot.name, shot.padding, frame).exr.resolve() in inputs]
+            if clashes:
+                raise RelightInputError(shot.source, f"--out {out_dir} would overwrite the input frames "
+                                                     f"{format_frames(clashes)}: choose another output folder")
+        check_output_folder(out_dir)
+        _check_models_dir(args)
+        background = read_plate(args.background) if args.background else None
+        environment, fov = resolve_lighting(args, lambda: _first_frame_shape(shot, frames), background)
+        prefiltered = prefilter(environment)  # one light for the whole shot: prefilter once
+        settings = RelightSettings(fov_deg=fov, threads=args.threads, models_dir=args.models_dir)
+        print(f"relighting {len(frames)} frame(s) {format_frames(frames)} of {shot.source} into {out_dir} "
+              f"(set-up {time.perf_counter() - clock:.2f} s)", flush=True)
+
+        def report(event: FrameEvent) -> None:
+            print(_event_line(event), flush=True)
+
+        summary = relight_shot(shot, frames, out_dir, environment, settings, background, prefiltered, report)
+    finally:
+        shot.close()
+    per_frame = f", {summary.seconds / len(summary.relit):.2f} s per relit frame" if summary.relit else ""
+    print(f"{len(frames)} frame(s): {len(summary.relit)} relit, {len(summary.skipped)} skipped, "
+          f"{len(summary.failed)} failed in {time.perf_counter() - clock:.2f} s{per_frame}", flush=True)
+    if summary.failed:
+        print(f"failed frames: {format_frames(list(summary.failed))}", flush=True)
+        for frame in sorted(summary.failed):
+            print(summary.failed[frame], file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if is_sequence_pattern(args.plate) or is_movie(args.plate):
+        return run_shot(args)
     from ..inference.imageio import read_plate
     from ..inference.pipeline import check_output_folder, relight_file
 
     clock = time.perf_counter()
     out_dir = Path(args.out)
     check_output_folder(out_dir)  # fail before minutes of work, not after
-    if args.models_dir and not Path(args.models_dir).is_dir():
-        raise RelightInputError(args.models_dir, "models folder does not exist")
+    _check_models_dir(args)
     plate = read_plate(args.plate)  # validates the plate early and gives its size for the camera FOV
     background = read_plate(args.background) if args.background else None
     environment, fov = resolve_lighting(args, plate.shape, background)
@@ -110,6 +205,7 @@ def run(args: argparse.Namespace) -> None:
     for stage, seconds in timings.items():
         print(f"  {stage:<12s} {seconds:7.2f} s")
     print(f"  {'total':<12s} {time.perf_counter() - clock:7.2f} s")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,11 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     try:
-        run(args)
+        return run(args)
     except RelightInputError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_INPUT_ERROR
     except OSError as exc:  # e.g. disk full while writing: still one line naming the file
         print(f"{exc.filename or args.out}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
-    return 0

@@ -115,8 +115,8 @@ def test_zip_contents(extension_zip):
     wheels = {n.split("/")[1].split("-")[0].lower() for n in names if n.startswith("wheels/")}
     assert {"onnxruntime", "openexr", "pymatting", "numba", "llvmlite", "scipy", "pillow"} <= wheels
     assert "numpy" not in wheels  # Blender ships numpy
-    for excluded in ("tests/", "tools/", "docs/", "lightstage/", "evaluation/", ".venv", ".git/", "Makefile",
-                     "relight", "pytest.ini"):
+    for excluded in ("tests/", "tools/", "docs/", "lightstage/", "evaluation/", "flamenco/", ".venv", ".git/",
+                     "Makefile", "relight", "pytest.ini"):
         assert not any(n == excluded or n.startswith(excluded) for n in names), excluded
 
 

@@ -32,6 +32,7 @@ RUNTIME_PACKAGES = (
     "OpenEXR",
     "pymatting", "numba", "llvmlite", "scipy", "pillow",
     "pypng", "tifffile",
+    "av",  # movie plates (ships its own FFmpeg)
 )
 # Wheels for Blender's Python (3.11) on linux-x64, the one platform the manifest declares.
 PIP_PLATFORM_ARGS = [
@@ -43,7 +44,7 @@ PIP_PLATFORM_ARGS = [
 # Top-level entries never copied into the stage (large or irrelevant); the manifest's paths_exclude_pattern
 # decides the rest.
 STAGE_SKIP = {".git", "build", "dist", "out", ".cache", "wheels", "tests", "tools", "docs", "training", "lightstage",
-              "evaluation"}
+              "evaluation", "flamenco"}
 
 
 class BuildError(Exception):
