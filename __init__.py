@@ -10,9 +10,9 @@ _cli_handle = None
 
 
 def _modules():
-    from .operators import compositor, sequencer
+    from .operators import card, compositor, preferences, sequencer
 
-    return (compositor, sequencer)
+    return (preferences, compositor, sequencer, card)  # preferences first: it sets the numba cache location
 
 
 def register() -> None:

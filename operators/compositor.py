@@ -22,6 +22,7 @@ from ..nodes.recombine import ensure_recombine_group
 from . import jobs
 from .image_utils import array_to_image, image_label, image_to_array, load_image_file
 from .lighting import LightingProperties, output_folder, resolve_lighting
+from .preferences import settings_from_preferences
 
 PASSES_NODE = "Portrait Relight Passes"
 RECOMBINE_NODE = "Portrait Relight Recombine"
@@ -75,10 +76,9 @@ def read_node_plate(node: "bpy.types.Node") -> tuple[np.ndarray, str]:
         bpy.data.images.remove(image)
 
 
-def relight_to_exr(plate, lighting, exr_path: Path, progress):
+def relight_to_exr(plate, lighting, settings: RelightSettings, exr_path: Path, progress):
     """Worker-thread part: run the pipeline, write the EXR, return the backdrop the composite used."""
     height, width = plate.shape[:2]
-    settings = RelightSettings(fov_deg=lighting.fov_deg)
     result = relight(plate, lighting.environment, settings, lighting.background, progress)
     write_passes(exr_path, result.passes)
     if lighting.background is not None:
@@ -143,13 +143,14 @@ class PORTRAIT_RELIGHT_OT_compositor_relight(LightingProperties, bpy.types.Opera
             plate, stem = read_node_plate(source)
             height, width = plate.shape[:2]
             lighting = resolve_lighting(self, scene, width, height)
+            settings = settings_from_preferences(context, lighting.fov_deg)
             out_dir = Path(output_folder(self))
             check_output_folder(out_dir)
             exr_path = out_dir / f"{stem}.exr"
             scene_name, source_name = scene.name, source.name
 
             def work(progress):
-                return relight_to_exr(plate, lighting, exr_path, progress)
+                return relight_to_exr(plate, lighting, settings, exr_path, progress)
 
             def apply(backdrop):
                 target = bpy.data.scenes[scene_name]

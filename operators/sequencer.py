@@ -20,6 +20,7 @@ from ..inference.settings import RelightSettings
 from . import jobs
 from .image_utils import LINEAR_SPACES, SRGB_SPACES
 from .lighting import LightingProperties, output_folder, resolve_lighting
+from .preferences import settings_from_preferences
 
 STRIP_SUFFIX = "_relit"
 FLOAT_EXTENSIONS = {".exr", ".hdr"}
@@ -59,9 +60,8 @@ def free_channel(editor, strip) -> int:
     return channel
 
 
-def relight_frames(frames, out_dir: Path, lighting, progress) -> list[Path]:
+def relight_frames(frames, out_dir: Path, lighting, settings: RelightSettings, progress) -> list[Path]:
     """Worker-thread part: relight each frame; returns the single-pass composite EXRs for the strip."""
-    settings = RelightSettings(fov_deg=lighting.fov_deg)
     prefiltered = prefilter(lighting.environment)  # one light for the whole strip: prefilter once
     outputs = []
     for index, frame in enumerate(frames):
@@ -113,12 +113,13 @@ class PORTRAIT_RELIGHT_OT_sequencer_relight(LightingProperties, bpy.types.Operat
             check_colorspace(strip, frames[0])
             width, height = _frame_size(frames[0])
             lighting = resolve_lighting(self, scene, width, height)
+            settings = settings_from_preferences(context, lighting.fov_deg)
             out_dir = Path(output_folder(self)) / strip.name
             check_output_folder(out_dir)
             scene_name, strip_name = scene.name, strip.name
 
             def work(progress):
-                return relight_frames(frames, out_dir, lighting, progress)
+                return relight_frames(frames, out_dir, lighting, settings, progress)
 
             def apply(outputs):
                 add_relit_strip(bpy.data.scenes[scene_name], strip_name, outputs)

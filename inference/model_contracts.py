@@ -1,0 +1,116 @@
+"""Check a folder of user ONNX models against the written model contracts (inference/models/CONTRACTS.md).
+
+A user model replaces the bundled model of the same file name, so it must keep that model's contract: one float32
+input of the contract's static shape (NHWC; the face models also accept an NCHW re-export, which face.py
+transposes for), and the same number of float32 outputs, in the same order, with the same shapes. Output names are
+free. Each model is loaded through OnnxModel (the one session class) and run once on zeros, so a model whose
+declared shapes lie is caught too. Problems raise RelightInputError naming the file, in one line.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RelightInputError
+from .onnx_session import OnnxModel
+
+CONTRACTS_DOC = "inference/models/CONTRACTS.md"
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    input_shape: tuple[int, ...]  # NHWC
+    output_shapes: tuple[tuple[int, ...], ...]  # in output order
+    accepts_nchw: bool = False  # the caller transposes for a (1, C, H, W) input (face.py's _run_image_model)
+
+
+# The tables of CONTRACTS.md; tests/test_preferences.py checks the bundled models satisfy them.
+CONTRACTS: dict[str, ModelContract] = {
+    "selfie_segmentation": ModelContract((1, 256, 256, 3), ((1, 256, 256, 1),)),
+    "face_detection_short_range": ModelContract((1, 128, 128, 3), ((1, 896, 16), (1, 896, 1)), accepts_nchw=True),
+    "face_landmark": ModelContract((1, 192, 192, 3), ((1, 1, 1, 1404), (1, 1, 1, 1)), accepts_nchw=True),
+    "pose_landmark_full": ModelContract(
+        (1, 256, 256, 3), ((1, 195), (1, 1), (1, 256, 256, 1), (1, 64, 64, 39), (1, 117))
+    ),
+}
+FLOAT_TENSOR = "tensor(float)"
+
+
+def _shape(shape) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def _nchw(shape: tuple[int, ...]) -> tuple[int, ...]:
+    n, h, w, c = shape
+    return (n, c, h, w)
+
+
+def check_model(path: str | os.PathLike, name: str | None = None) -> None:
+    """Raise RelightInputError(path, problem) unless the model at `path` keeps the contract of `name` (default:
+    its file stem)."""
+    path = Path(path)
+    name = name or path.stem
+    contract = CONTRACTS.get(name)
+    if contract is None:
+        raise RelightInputError(path, f"'{name}' is not a model name of the contract (expected one of: "
+                                      f"{', '.join(f'{n}.onnx' for n in CONTRACTS)})")
+    model = OnnxModel(path, threads=1, provider="cpu")  # raises RelightInputError naming the file when unreadable
+    inputs = model.session.get_inputs()
+    if len(inputs) != 1:
+        raise RelightInputError(path, f"has {len(inputs)} inputs; the contract has one, {_shape(contract.input_shape)}")
+    tensor = inputs[0]
+    shape = tuple(tensor.shape)
+    if any(not isinstance(d, int) for d in shape):
+        raise RelightInputError(path, f"input '{tensor.name}' has a dynamic shape {_shape(shape)}; the contract "
+                                      f"needs the static {_shape(contract.input_shape)} (NHWC, {CONTRACTS_DOC})")
+    allowed = [contract.input_shape] + ([_nchw(contract.input_shape)] if contract.accepts_nchw else [])
+    if shape not in allowed:
+        raise RelightInputError(path, f"input '{tensor.name}' has shape {_shape(shape)}; the contract needs "
+                                      f"{_shape(contract.input_shape)} (NHWC, {CONTRACTS_DOC})")
+    if tensor.type != FLOAT_TENSOR:
+        raise RelightInputError(path, f"input '{tensor.name}' is {tensor.type}; the contract needs float32")
+    outputs = model.session.get_outputs()
+    if len(outputs) != len(contract.output_shapes):
+        raise RelightInputError(path, f"has {len(outputs)} outputs; the contract has {len(contract.output_shapes)}: "
+                                      f"{', '.join(_shape(s) for s in contract.output_shapes)}")
+    for output in outputs:
+        if output.type != FLOAT_TENSOR:
+            raise RelightInputError(path, f"output '{output.name}' is {output.type}; the contract needs float32")
+    try:
+        results = model.run(np.zeros(shape, np.float32))
+    except Exception as exc:  # onnxruntime raises several unrelated types when a graph fails to run
+        problem = " ".join(str(exc).split())
+        raise RelightInputError(path, f"fails to run on a contract-sized input ({exc.__class__.__name__}: "
+                                      f"{problem[:300]})") from exc
+    for index, (output, expected) in enumerate(zip(model.outputs, contract.output_shapes)):
+        got = tuple(results[output].shape)
+        if got != expected:
+            raise RelightInputError(path, f"output {index} '{output}' has shape {_shape(got)}; the contract needs "
+                                          f"{_shape(expected)} ({CONTRACTS_DOC})")
+
+
+_checked: dict[tuple, tuple[str, ...]] = {}
+
+
+def check_models_dir(folder: str | os.PathLike) -> tuple[str, ...]:
+    """Check every *.onnx in a user models folder; returns the model names it overrides.
+
+    Raises RelightInputError naming the folder (missing, or holding no models) or the first bad file. Results are
+    remembered per file state, so checking again before each job costs nothing until a file changes."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RelightInputError(folder, "models folder does not exist")
+    files = sorted(p for p in folder.iterdir() if p.suffix == ".onnx" and p.is_file())
+    if not files:
+        raise RelightInputError(folder, f"no .onnx models in this folder (names as in {CONTRACTS_DOC}: "
+                                        f"{', '.join(f'{n}.onnx' for n in CONTRACTS)})")
+    key = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+    if key not in _checked:
+        for path in files:
+            check_model(path)
+        _checked[key] = tuple(p.stem for p in files)
+    return _checked[key]

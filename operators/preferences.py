@@ -1,0 +1,202 @@
+"""Add-on preferences: ONNX Runtime provider and threads, a user models folder, cache folders.
+
+`settings_from_preferences(context, fov_deg)` is how operators build their RelightSettings: it applies the numba
+cache location (before pymatting is first imported, which happens lazily in the worker) and checks the user
+models folder against the model contracts (inference/model_contracts.py), raising RelightInputError that names
+the bad file. Outside an enabled add-on (tests importing the package, `./relight`) there are no preferences and
+the defaults apply.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import bpy
+
+from ..inference.errors import RelightInputError
+from ..inference.model_contracts import check_models_dir
+from ..inference.settings import RelightSettings
+
+# The extension's root package (this module lives in <root>.operators): "bl_ext.<repo>.portrait_relight" when
+# installed, "portrait_relight" when the checkout is imported as a package.
+ADDON_ID = __package__.rpartition(".")[0]
+FALLBACK_CACHE = "portrait_relight"
+
+# Dynamic enum items must stay referenced from Python, hence module-level tuples.
+_CPU_ITEM = ("CPU", "CPU", "Run the ONNX models on the CPU")
+_CUDA_ITEM = ("CUDA", "CUDA", "Run the ONNX models on an NVIDIA GPU through onnxruntime's CUDA provider "
+                              "(falls back to the CPU for operators it lacks)")
+_ITEMS_CPU = [_CPU_ITEM]
+_ITEMS_CUDA = [_CPU_ITEM, _CUDA_ITEM]
+
+# folder -> (ok, one-line status) of the last models check, shown in the preferences.
+_models_status: dict[str, tuple[bool, str]] = {}
+
+
+@functools.cache
+def cuda_available() -> bool:
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def _provider_items(_self, _context):
+    return _ITEMS_CUDA if cuda_available() else _ITEMS_CPU
+
+
+def check_models(folder: str) -> tuple[bool, str]:
+    """Check a user models folder; remembers and returns (ok, status line)."""
+    try:
+        names = check_models_dir(folder)
+    except RelightInputError as exc:
+        status = (False, str(exc))
+    else:
+        status = (True, f"{len(names)} model(s) follow the contract: {', '.join(names)}")
+    _models_status[folder] = status
+    return status
+
+
+def _models_dir_changed(self, _context) -> None:
+    folder = models_folder(self)
+    if folder:
+        ok, message = check_models(folder)
+        if not ok:
+            print(f"Portrait Relight: {message}")
+
+
+def _numba_changed(self, _context) -> None:
+    apply_numba_cache(self)
+
+
+class PortraitRelightPreferences(bpy.types.AddonPreferences):
+    bl_idname = ADDON_ID
+
+    provider: bpy.props.EnumProperty(
+        name="Execution Provider", items=_provider_items, default=0,
+        description="Where ONNX Runtime runs the models (CUDA is listed when onnxruntime offers it)",
+    )
+    threads: bpy.props.IntProperty(
+        name="Threads", default=0, min=0, max=1024, soft_max=64,
+        description="ONNX Runtime intra-op threads (0: the runtime decides)",
+    )
+    models_dir: bpy.props.StringProperty(
+        name="User Models", subtype="DIR_PATH", update=_models_dir_changed,
+        description="Folder of your own ONNX models following inference/models/CONTRACTS.md, with the bundled "
+                    "models' file names; they replace the bundled ones (empty: bundled models only)",
+    )
+    cache_dir: bpy.props.StringProperty(
+        name="Cache Folder", subtype="DIR_PATH",
+        description="Where Portrait Relight keeps caches (empty: the extension's user folder)",
+    )
+    numba_cache_dir: bpy.props.StringProperty(
+        name="Numba Cache", subtype="DIR_PATH", update=_numba_changed,
+        description="Where numba keeps pymatting's compiled code (empty: <cache folder>/numba). Takes effect "
+                    "before the first relight of a session",
+    )
+
+    def draw(self, _context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop(self, "provider")
+        layout.prop(self, "threads")
+        layout.prop(self, "models_dir")
+        folder = models_folder(self)
+        if folder:
+            ok, message = _models_status.get(folder) or check_models(folder)
+            layout.label(text=message, icon="CHECKMARK" if ok else "ERROR")
+        layout.prop(self, "cache_dir")
+        layout.label(text=f"Cache: {cache_folder(self)}", icon="FILE_FOLDER")
+        layout.prop(self, "numba_cache_dir")
+        if "numba" in sys.modules and os.environ.get("NUMBA_CACHE_DIR") != str(numba_cache_folder(self)):
+            layout.label(text="Restart Blender to use the new numba cache", icon="INFO")
+
+
+def addon_preferences(context=None) -> PortraitRelightPreferences | None:
+    """The add-on's preferences, or None when the package is not an enabled add-on."""
+    context = context or bpy.context
+    addon = context.preferences.addons.get(ADDON_ID)
+    return addon.preferences if addon is not None else None
+
+
+def default_cache_folder() -> Path:
+    """The extension's user folder `cache` when installed as an extension, else the user cache folder."""
+    try:
+        return Path(bpy.utils.extension_path_user(ADDON_ID, path="cache", create=True))
+    except ValueError:  # not an extension (a legacy add-on or the checkout imported as a package)
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return Path(base) / FALLBACK_CACHE
+
+
+def _folder(value: str) -> Path | None:
+    return Path(bpy.path.abspath(value)) if value else None
+
+
+def cache_folder(prefs: PortraitRelightPreferences | None = None) -> Path:
+    return (_folder(prefs.cache_dir) if prefs is not None else None) or default_cache_folder()
+
+
+def numba_cache_folder(prefs: PortraitRelightPreferences | None = None) -> Path:
+    return (_folder(prefs.numba_cache_dir) if prefs is not None else None) or cache_folder(prefs) / "numba"
+
+
+def models_folder(prefs: PortraitRelightPreferences | None) -> str | None:
+    folder = _folder(prefs.models_dir) if prefs is not None else None
+    return os.path.normpath(folder) if folder else None
+
+
+def apply_numba_cache(prefs: PortraitRelightPreferences | None) -> None:
+    """Point numba's cache at the preference; an explicit choice wins over the environment, the default does
+    not. numba reads it when pymatting is first imported, so a later change needs a restart."""
+    if prefs is not None and prefs.numba_cache_dir:
+        os.environ["NUMBA_CACHE_DIR"] = str(numba_cache_folder(prefs))
+    else:
+        os.environ.setdefault("NUMBA_CACHE_DIR", str(numba_cache_folder(prefs)))
+
+
+def execution_provider(prefs: PortraitRelightPreferences | None) -> str:
+    """RelightSettings.provider: 'cuda' only when chosen and still offered by onnxruntime."""
+    if prefs is not None and prefs.provider == "CUDA" and cuda_available():
+        return "cuda"
+    return "cpu"
+
+
+def settings_from_preferences(context, fov_deg: float) -> RelightSettings:
+    """RelightSettings for a job, from the add-on preferences (defaults outside an enabled add-on).
+
+    Raises RelightInputError naming the file when the user models folder breaks the model contract."""
+    prefs = addon_preferences(context)
+    apply_numba_cache(prefs)
+    models_dir = models_folder(prefs)
+    if models_dir:
+        ok, message = check_models(models_dir)
+        if not ok:
+            raise RelightInputError(None, message)
+    threads = prefs.threads if prefs is not None else 0
+    return RelightSettings(fov_deg=fov_deg, threads=threads, provider=execution_provider(prefs),
+                           models_dir=models_dir)
+
+
+def _check_on_load() -> None:
+    """Validate the models folder once the preferences are loaded (a timer, so start-up is not held up)."""
+    prefs = addon_preferences()
+    folder = models_folder(prefs)
+    if folder:
+        ok, message = check_models(folder)
+        if not ok:
+            print(f"Portrait Relight: {message}")
+
+
+def register():
+    bpy.utils.register_class(PortraitRelightPreferences)
+    apply_numba_cache(addon_preferences())
+    if not bpy.app.background:
+        bpy.app.timers.register(_check_on_load, first_interval=1.0)
+
+
+def unregister():
+    if bpy.app.timers.is_registered(_check_on_load):
+        bpy.app.timers.unregister(_check_on_load)
+    bpy.utils.unregister_class(PortraitRelightPreferences)
