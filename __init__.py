@@ -10,9 +10,10 @@ _cli_handle = None
 
 
 def _modules():
-    from .operators import card, compositor, preferences, sequencer
+    from .operators import card, compositor, jobs, panels, preferences, sequencer, shot_settings
 
-    return (preferences, compositor, sequencer, card)  # preferences first: it sets the numba cache location
+    # preferences first: it sets the numba cache location; shot settings before the operators that read them
+    return (preferences, jobs, shot_settings, compositor, sequencer, panels, card)
 
 
 def register() -> None:

@@ -21,8 +21,8 @@ from ..inference.settings import RelightSettings
 from ..nodes.recombine import ensure_recombine_group
 from . import jobs
 from .image_utils import array_to_image, image_label, image_to_array, load_image_file
-from .lighting import LightingProperties, output_folder, resolve_lighting
-from .preferences import settings_from_preferences
+from .lighting import output_folder, resolve_lighting
+from .shot_settings import ShotOperator, relight_settings, shot_values
 
 PASSES_NODE = "Portrait Relight Passes"
 RECOMBINE_NODE = "Portrait Relight Recombine"
@@ -79,7 +79,8 @@ def read_node_plate(node: "bpy.types.Node") -> tuple[np.ndarray, str]:
 def relight_to_exr(plate, lighting, settings: RelightSettings, exr_path: Path, progress):
     """Worker-thread part: run the pipeline, write the EXR, return the backdrop the composite used."""
     height, width = plate.shape[:2]
-    result = relight(plate, lighting.environment, settings, lighting.background, progress)
+    result = relight(plate, lighting.environment, settings, lighting.background,
+                     lambda stage, fraction: progress(f"frame 1/1 {stage}", fraction))
     write_passes(exr_path, result.passes)
     if lighting.background is not None:
         return fit_background(lighting.background, height, width)
@@ -124,8 +125,9 @@ def insert_nodes(scene, source_node, exr_path: Path, backdrop: np.ndarray) -> "b
     return group
 
 
-class PORTRAIT_RELIGHT_OT_compositor_relight(LightingProperties, bpy.types.Operator):
-    """Relight the active Image node's plate and add the recombine node setup"""
+class PORTRAIT_RELIGHT_OT_compositor_relight(ShotOperator, bpy.types.Operator):
+    """Relight the active Image node's plate with the scene's Portrait Relight settings and add the recombine
+    node setup"""
 
     bl_idname = "portrait_relight.compositor_relight"
     bl_label = "Relight Portrait"
@@ -142,15 +144,18 @@ class PORTRAIT_RELIGHT_OT_compositor_relight(LightingProperties, bpy.types.Opera
             source = plate_node(compositor_tree(scene))
             plate, stem = read_node_plate(source)
             height, width = plate.shape[:2]
-            lighting = resolve_lighting(self, scene, width, height)
-            settings = settings_from_preferences(context, lighting.fov_deg)
-            out_dir = Path(output_folder(self))
+            values = shot_values(scene, self)
+            lighting = resolve_lighting(values, scene, width, height)
+            settings = relight_settings(context, values, lighting.fov_deg)
+            out_dir = Path(output_folder(values))
             check_output_folder(out_dir)
             exr_path = out_dir / f"{stem}.exr"
             scene_name, source_name = scene.name, source.name
 
             def work(progress):
-                return relight_to_exr(plate, lighting, settings, exr_path, progress)
+                backdrop = relight_to_exr(plate, lighting, settings, exr_path, progress)
+                progress.frame_done(f"frame 1/1 relit -> {os.fspath(exr_path)}")
+                return backdrop
 
             def apply(backdrop):
                 target = bpy.data.scenes[scene_name]

@@ -1,7 +1,8 @@
-"""Lighting options shared by the compositor and sequencer operators, and their resolution to an Environment.
+"""Lighting sources shared by the compositor and sequencer operators, and their resolution to an Environment.
 
-Resolution runs on the main thread (the world and its image are bpy data); the result is plain numpy that the
-worker thread can use.
+The options themselves are the shot settings (shot_settings.ShotValues: lighting, hdri_path, hdri_rotation,
+background_path, output_dir). Resolution runs on the main thread (the world and its image are bpy data); the
+result is plain numpy that the worker thread can use.
 """
 
 from __future__ import annotations
@@ -31,34 +32,6 @@ class Lighting:
     background: np.ndarray | None  # (H, W, 3) scene-linear plate to composite onto, when one was chosen
 
 
-class LightingProperties:
-    """Lighting properties plus the dialog that edits them (Blender collects annotations from this mixin)."""
-
-    lighting: bpy.props.EnumProperty(name="Lighting", items=LIGHTING_ITEMS, default="WORLD")
-    hdri_path: bpy.props.StringProperty(name="HDRI", subtype="FILE_PATH")
-    hdri_rotation: bpy.props.FloatProperty(name="HDRI Rotation", subtype="ANGLE", default=0.0)
-    background_path: bpy.props.StringProperty(
-        name="Background", subtype="FILE_PATH",
-        description="Image to composite onto (and, with Background Image lighting, the light source)",
-    )
-    output_dir: bpy.props.StringProperty(
-        name="Output Folder", subtype="DIR_PATH", default="//relight/",
-        description="Where the EXR passes are written (// = next to the .blend file)",
-    )
-
-    def invoke(self, context, _event):
-        return context.window_manager.invoke_props_dialog(self)
-
-    def draw(self, _context):
-        layout = self.layout
-        layout.prop(self, "lighting")
-        if self.lighting == "HDRI":
-            layout.prop(self, "hdri_path")
-            layout.prop(self, "hdri_rotation")
-        layout.prop(self, "background_path")
-        layout.prop(self, "output_dir")
-
-
 def scene_camera_fov(scene: "bpy.types.Scene", width: int, height: int) -> float:
     camera = scene.camera
     if camera is not None and camera.type == "CAMERA" and camera.data.type == "PERSP":
@@ -66,7 +39,7 @@ def scene_camera_fov(scene: "bpy.types.Scene", width: int, height: int) -> float
     return DEFAULT_FOV_DEG
 
 
-def resolve_lighting(props: LightingProperties, scene: "bpy.types.Scene", width: int, height: int) -> Lighting:
+def resolve_lighting(props, scene: "bpy.types.Scene", width: int, height: int) -> Lighting:
     """Read whatever the chosen lighting source needs; raises RelightInputError naming the bad file."""
     background = None
     if props.background_path:
@@ -87,7 +60,7 @@ def resolve_lighting(props: LightingProperties, scene: "bpy.types.Scene", width:
     return Lighting(estimate_environment(background, fov), fov, background)
 
 
-def output_folder(props: LightingProperties) -> str:
+def output_folder(props) -> str:
     """Absolute output folder; '//' paths need a saved .blend to be relative to."""
     if props.output_dir.startswith("//") and not bpy.data.filepath:
         raise RelightInputError(None, "save the .blend file first, or choose an absolute output folder")

@@ -8,19 +8,22 @@ so the strip reads these single-pass files.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import bpy
 
 from ..inference.errors import RelightInputError
 from ..inference.exr import read_passes, write_passes
+from ..inference.imageio import read_plate
 from ..inference.lightmaps import prefilter
-from ..inference.pipeline import check_output_folder, relight_file
+from ..inference.pipeline import check_output_folder, relight_to_files
+from ..inference.sequence import FrameLock, FramePaths, exr_chunks_intact, frame_complete, remove_stale_temps
 from ..inference.settings import RelightSettings
 from . import jobs
 from .image_utils import LINEAR_SPACES, SRGB_SPACES
-from .lighting import LightingProperties, output_folder, resolve_lighting
-from .preferences import settings_from_preferences
+from .lighting import output_folder, resolve_lighting
+from .shot_settings import ShotOperator, relight_settings, shot_values
 
 STRIP_SUFFIX = "_relit"
 FLOAT_EXTENSIONS = {".exr", ".hdr"}
@@ -60,18 +63,70 @@ def free_channel(editor, strip) -> int:
     return channel
 
 
-def relight_frames(frames, out_dir: Path, lighting, settings: RelightSettings, progress) -> list[Path]:
-    """Worker-thread part: relight each frame; returns the single-pass composite EXRs for the strip."""
-    prefiltered = prefilter(lighting.environment)  # one light for the whole strip: prefilter once
-    outputs = []
-    for index, frame in enumerate(frames):
-        def frame_progress(stage, fraction, index=index):
-            progress(f"frame {index + 1}/{len(frames)} {stage}", (index + fraction) / len(frames))
+def frame_outputs(out_dir: Path, frame: Path) -> tuple[FramePaths, Path]:
+    """The frame's passes/preview/lock paths (as the CLI names them, stem from the frame file) and its strip EXR."""
+    stem = frame.stem
+    paths = FramePaths(stem, out_dir / f"{stem}.exr", out_dir / f"{stem}_preview.png", out_dir / f".{stem}.lock")
+    return paths, out_dir / f"{stem}{STRIP_SUFFIX}.exr"
 
-        result = relight_file(frame, out_dir, lighting.environment, settings, lighting.background, frame_progress,
-                             prefiltered=prefiltered)
-        composite = read_passes(result.exr_path)["composite"]
-        outputs.append(write_passes(out_dir / f"{frame.stem}{STRIP_SUFFIX}.exr", {"composite": composite}))
+
+def _write_strip_exr(paths: FramePaths, strip_path: Path) -> None:
+    write_passes(strip_path, {"composite": read_passes(paths.exr)["composite"]})
+
+
+def relight_frames(frames: list[Path], out_dir: Path, lighting, settings: RelightSettings, progress) -> list[Path]:
+    """Worker-thread part: relight each frame; returns the single-pass composite EXRs for the strip.
+
+    Resumes like the CLI (inference/sequence.py): a frame whose EXR is complete (frame_complete) is skipped, others
+    are (re)done under the frame's FrameLock, through temp files and renames. `progress` is a jobs.Progress: it
+    raises JobCancelled between stages and frames once the job is cancelled. A frame that cannot be read or
+    written does not stop the others; the first failure is raised at the end, naming how many failed."""
+    prefiltered = None  # one light for the whole strip: prefiltered once, and only if a frame needs relighting
+    outputs, failed = [], {}
+    count = len(frames)
+    for index, frame in enumerate(frames):
+        label = f"frame {index + 1}/{count}"
+        progress(f"{label} reading", index / count)  # also the cancel point between frames
+        paths, strip_path = frame_outputs(out_dir, frame)
+        started = time.perf_counter()
+        try:
+            plate = read_plate(frame)
+            size = plate.shape[:2]
+            if frame_complete(paths, size):
+                status = "skipped (complete)"
+            else:
+                lock = FrameLock(paths.lock)
+                lock.acquire(blocking=True)  # another process (a farm slice, the CLI) on this frame: wait for it
+                try:
+                    if frame_complete(paths, size):
+                        status = "skipped (done by another process)"
+                    else:
+                        remove_stale_temps(out_dir, paths)
+                        if prefiltered is None:
+                            prefiltered = prefilter(lighting.environment)
+
+                        def frame_progress(stage, fraction, index=index):
+                            progress(f"{label} {stage}", (index + fraction) / count)
+
+                        relight_to_files(plate, frame, paths.exr, paths.preview, lighting.environment, settings,
+                                         lighting.background, frame_progress, prefiltered)
+                        strip_path.unlink(missing_ok=True)  # from the previous, now replaced, passes
+                        status = f"relit in {time.perf_counter() - started:.1f} s"
+                finally:
+                    lock.release()
+            if not exr_chunks_intact(strip_path):
+                _write_strip_exr(paths, strip_path)
+        except (RelightInputError, OSError) as exc:
+            reason = str(exc) if isinstance(exc, RelightInputError) else f"{exc.filename or frame}: {exc.strerror}"
+            failed[frame] = reason
+            status = f"FAILED: {reason}"
+        outputs.append(strip_path)
+        progress.frame_done(f"{label} {frame.name} {status}")
+    progress("done", 1.0)
+    if failed:
+        first = next(iter(failed.values()))
+        raise RelightInputError(None, f"{first} ({len(failed)} of {count} frames failed; the others are complete, "
+                                      "run again to retry)")
     return outputs
 
 
@@ -90,8 +145,9 @@ def add_relit_strip(scene, source_name: str, outputs: list[Path]) -> "bpy.types.
     return strip
 
 
-class PORTRAIT_RELIGHT_OT_sequencer_relight(LightingProperties, bpy.types.Operator):
-    """Relight every frame of the active image strip and add the relit sequence above it"""
+class PORTRAIT_RELIGHT_OT_sequencer_relight(ShotOperator, bpy.types.Operator):
+    """Relight every frame of the active image strip with the scene's Portrait Relight settings and add the relit
+    sequence above it (frames already complete in the output folder are kept)"""
 
     bl_idname = "portrait_relight.sequencer_relight"
     bl_label = "Relight Portrait Strip"
@@ -112,9 +168,10 @@ class PORTRAIT_RELIGHT_OT_sequencer_relight(LightingProperties, bpy.types.Operat
                     raise RelightInputError(frame, "frame file not found")
             check_colorspace(strip, frames[0])
             width, height = _frame_size(frames[0])
-            lighting = resolve_lighting(self, scene, width, height)
-            settings = settings_from_preferences(context, lighting.fov_deg)
-            out_dir = Path(output_folder(self)) / strip.name
+            values = shot_values(scene, self)
+            lighting = resolve_lighting(values, scene, width, height)
+            settings = relight_settings(context, values, lighting.fov_deg)
+            out_dir = Path(output_folder(values)) / strip.name
             check_output_folder(out_dir)
             scene_name, strip_name = scene.name, strip.name
 
