@@ -428,30 +428,31 @@ def relight_shot(shot: ImageSequence | Movie, frames: list[int], out_dir: str | 
         paths = frame_paths(out_dir, shot.name, shot.padding, frame)
         label = shot.label(frame)
         started = time.perf_counter()
-        plate = None
+        plate, size = None, shot.frame_size
+
+        def skip_if_complete(detail: str) -> bool:
+            nonlocal plate, size
+            if not paths.exr.exists():
+                return False
+            if size is None:  # movies and odd sequences: the plate's size is known once a frame is read
+                plate = shot.read(frame)
+                size = plate.shape[:2]
+            if not frame_complete(paths, size):
+                return False
+            summary.skipped.append(frame)
+            report(FrameEvent(frame, index, count, "skipped", detail=detail))
+            return True
+
         try:
-            size = shot.frame_size
-            if paths.exr.exists():
-                if size is None:
-                    plate = shot.read(frame)
-                    size = plate.shape[:2]
-                if frame_complete(paths, size):
-                    summary.skipped.append(frame)
-                    report(FrameEvent(frame, index, count, "skipped", detail="complete"))
-                    return True
+            if skip_if_complete("complete"):
+                return True
             lock = FrameLock(paths.lock)
             if not lock.acquire(blocking):
                 report(FrameEvent(frame, index, count, "busy", detail="another process is on it; retried at the end"))
                 return False
             try:
-                if paths.exr.exists():  # another process may have finished it meanwhile
-                    if size is None:
-                        plate = shot.read(frame)
-                        size = plate.shape[:2]
-                    if frame_complete(paths, size):
-                        summary.skipped.append(frame)
-                        report(FrameEvent(frame, index, count, "skipped", detail="done by another process"))
-                        return True
+                if skip_if_complete("done by another process"):  # it may have finished while we waited
+                    return True
                 remove_stale_temps(out_dir, paths)
                 if plate is None:
                     plate = shot.read(frame)
