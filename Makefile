@@ -8,18 +8,22 @@ export PORTRAIT_RELIGHT_CACHE := $(CACHE)
 export NUMBA_CACHE_DIR ?= $(CACHE)/numba
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test bench eval eval-set lightstage-sample models extension venv clean
+.PHONY: demo test bench eval eval-set lightstage-sample screenshots models extension venv clean
 
 # 1. Main job: relight the public-domain astronaut portrait (scikit-image) under Blender's bundled forest HDRI.
 demo: models
 	$(PY) tools/demo.py --out out/demo $(if $(PLATE),--plate $(PLATE))
 
 # 2. All tests (.ci/run calls exactly this).
-test: models $(VENV)-tflite/.installed
+test: models $(VENV)-tflite/.installed $(VENV)-bpy45/.installed
 	$(PY) -m pytest -q -ra tests
 
 bench: models
 	$(PY) tools/bench.py
+
+# README images, rendered headless with the extension's own operators (~25 s)
+screenshots: models
+	$(PY) tools/screenshots.py --out docs/images
 
 # Virtual light stage: the fixed evaluation set (24 cases at 384^2, cached in $(CACHE)/lightstage/; renders only
 # missing cases, ~30-35 min the first time on 2 cores); `make eval` renders what is missing, then evaluates the
@@ -48,6 +52,14 @@ $(VENV)/.installed: requirements.txt constraints.txt
 $(VENV)-tflite/.installed: requirements-tflite.txt
 	$(PYTHON) -m venv $(VENV)-tflite
 	$(VENV)-tflite/bin/python -m pip install -q -r requirements-tflite.txt
+	touch $@
+
+# Blender 4.5 LTS as a module for tests/test_blender45.py (the main venv has bpy 5.0.1): the runtime pins of
+# requirements.txt with bpy 4.5, and constraints.txt less its bpy pin.
+$(VENV)-bpy45/.installed: requirements-bpy45.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)-bpy45
+	grep -v '^bpy==' constraints.txt > $(VENV)-bpy45/constraints.txt
+	$(VENV)-bpy45/bin/python -m pip install -q -r requirements-bpy45.txt -c $(VENV)-bpy45/constraints.txt
 	touch $@
 
 # ONNX models converted from the pinned mediapipe wheel (never committed).

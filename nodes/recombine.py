@@ -30,7 +30,7 @@ VERSION = 1
 
 
 def _mix(nodes, blend_type: str, location):
-    """An RGBA Mix node (ShaderNodeMix, which the 5.0 compositor uses); returns (node, fac, a, b, result)."""
+    """An RGBA Mix node (ShaderNodeMix, run by the 4.5 and 5.0 compositors); returns (node, fac, a, b, result)."""
     node = nodes.new("ShaderNodeMix")
     node.data_type = "RGBA"
     node.blend_type = blend_type

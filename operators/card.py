@@ -23,6 +23,7 @@ import bpy
 from ..inference.card_passes import card_folder, exr_size, sequence_frames, split_card_maps
 from ..inference.errors import RelightInputError
 from . import jobs
+from .blender_compat import compositor_tree, material_node_tree
 from .compositor import PASSES_NODE as COMPOSITOR_PASSES_NODE
 from .preferences import addon_preferences, cache_folder
 from .sequencer import STRIP_SUFFIX as SEQUENCER_STRIP_SUFFIX
@@ -57,7 +58,7 @@ def frame_extent(camera_data, width: int, height: int, distance: float) -> tuple
 
 def default_relit_exr(scene: "bpy.types.Scene") -> str:
     """The relit EXR last added by the compositor operator, else the full EXR behind an active relit strip."""
-    tree = getattr(scene, "compositing_node_group", None) or getattr(scene, "node_tree", None)  # 5.0 / 4.5
+    tree = compositor_tree(scene, create=False)
     node = tree.nodes.get(COMPOSITOR_PASSES_NODE) if tree is not None else None
     if node is not None and node.image is not None and node.image.filepath:
         return bpy.path.abspath(node.image.filepath, library=node.image.library)
@@ -122,7 +123,7 @@ def build_material(name: str, maps: dict[str, Path], frames, frame_start: int,
     material = bpy.data.materials.new(name)
     material.surface_render_method = "DITHERED"  # EEVEE: alpha-tested, casts shadows through the matte
     material.use_transparent_shadow = True
-    tree = material.node_tree
+    tree = material_node_tree(material)
     nodes, links = tree.nodes, tree.links
     nodes.clear()
     output = nodes.new("ShaderNodeOutputMaterial")

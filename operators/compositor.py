@@ -1,8 +1,9 @@
 """Compositor operator: relight the plate of the active Image (or Movie Clip) node.
 
 Writes <output folder>/<plate stem>.exr (multilayer passes), then adds an Image node reading it, a Recombine
-group wired to it, and connects the group's composite to the compositor output. The backdrop the pipeline used
-is kept as a packed float image so the group's composite equals the EXR's composite pass at default gains.
+group wired to it, and connects the group's composite to the compositor output (5.0: Group Output, 4.5: Composite
+node; operators/blender_compat.py). The backdrop the pipeline used is kept as a packed float image so the group's
+composite equals the EXR's composite pass at default gains.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..inference.pipeline import check_output_folder, fit_background, relight
 from ..inference.settings import RelightSettings
 from ..nodes.recombine import ensure_recombine_group
 from . import jobs
+from .blender_compat import compositor_output, compositor_tree
 from .image_utils import array_to_image, image_label, image_to_array, load_image_file
 from .lighting import output_folder, resolve_lighting
 from .shot_settings import ShotOperator, relight_settings, shot_values
@@ -28,25 +30,6 @@ PASSES_NODE = "Portrait Relight Passes"
 RECOMBINE_NODE = "Portrait Relight Recombine"
 BACKDROP_NODE = "Portrait Relight Backdrop"
 RECOMBINE_PASSES = ("albedo", "diffuse", "specular", "alpha")
-
-
-def compositor_tree(scene: "bpy.types.Scene") -> "bpy.types.NodeTree":
-    """The scene's compositor node group (Blender 5.0), created with an Image output when missing."""
-    tree = scene.compositing_node_group
-    if tree is None:
-        tree = bpy.data.node_groups.new(f"{scene.name} Compositing", "CompositorNodeTree")
-        scene.compositing_node_group = tree
-    if not any(i.in_out == "OUTPUT" for i in tree.interface.items_tree if i.item_type == "SOCKET"):
-        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
-    return tree
-
-
-def group_output(tree: "bpy.types.NodeTree") -> "bpy.types.Node":
-    node = next((n for n in tree.nodes if n.type == "GROUP_OUTPUT" and n.is_active_output), None)
-    if node is None:
-        node = tree.nodes.new("NodeGroupOutput")
-        node.location = (900, 0)
-    return node
 
 
 def plate_node(tree: "bpy.types.NodeTree") -> "bpy.types.Node":
@@ -119,7 +102,7 @@ def insert_nodes(scene, source_node, exr_path: Path, backdrop: np.ndarray) -> "b
     for name in RECOMBINE_PASSES:
         tree.links.new(passes.outputs[name], group.inputs[name])
     tree.links.new(backdrop_node.outputs["Image"], group.inputs["background"])
-    output = group_output(tree)
+    output = compositor_output(tree)
     output.location = (x + 900, y)
     tree.links.new(group.outputs["composite"], output.inputs[0])
     return group
@@ -135,7 +118,7 @@ class PORTRAIT_RELIGHT_OT_compositor_relight(ShotOperator, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        tree = context.scene.compositing_node_group if context.scene else None
+        tree = compositor_tree(context.scene, create=False) if context.scene else None
         return tree is not None and tree.nodes.active is not None
 
     def execute(self, context):
@@ -159,7 +142,7 @@ class PORTRAIT_RELIGHT_OT_compositor_relight(ShotOperator, bpy.types.Operator):
 
             def apply(backdrop):
                 target = bpy.data.scenes[scene_name]
-                insert_nodes(target, target.compositing_node_group.nodes[source_name], exr_path, backdrop)
+                insert_nodes(target, compositor_tree(target).nodes[source_name], exr_path, backdrop)
 
             jobs.start("Portrait Relight", work, apply)
         except RelightInputError as exc:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..inference.environment import Environment
 from ..inference.errors import RelightInputError
+from .blender_compat import world_node_tree
 from .image_utils import image_label, image_to_array
 
 
@@ -41,9 +42,9 @@ def _linked_from(socket: "bpy.types.NodeSocket"):
 
 def find_environment_texture(world: "bpy.types.World", label: str):
     """(Environment Texture node, strength): prefer the one feeding the world's Background shader."""
-    tree = world.node_tree  # Blender 5.0 worlds always use nodes (use_nodes is deprecated)
+    tree = world_node_tree(world)
     if tree is None:
-        raise RelightInputError(label, f"world '{world.name}' has no node tree, so no Environment Texture")
+        raise RelightInputError(label, f"world '{world.name}' does not use nodes, so has no Environment Texture")
     for background in (n for n in tree.nodes if n.type == "BACKGROUND"):
         source = _linked_from(background.inputs["Color"])
         if source is not None and source.type == "TEX_ENVIRONMENT":
