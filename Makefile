@@ -8,7 +8,7 @@ export PORTRAIT_RELIGHT_CACHE := $(CACHE)
 export NUMBA_CACHE_DIR ?= $(CACHE)/numba
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test bench eval eval-set lightstage-sample screenshots models extension venv clean
+.PHONY: demo test bench bench-shot eval eval-set lightstage-sample lightstage-pack screenshots models extension venv clean
 
 # 1. Main job: relight the public-domain astronaut portrait (scikit-image) under Blender's bundled forest HDRI.
 demo: models
@@ -20,6 +20,10 @@ test: models $(VENV)-tflite/.installed $(VENV)-bpy45/.installed
 
 bench: models
 	$(PY) tools/bench.py
+
+# 24-frame 1080p batch through ./relight (seconds per frame), then a SIGKILL mid-frame and a resume (~8 min)
+bench-shot: models
+	$(PY) tools/bench_shot.py $(if $(SOURCE),--source $(SOURCE))
 
 # README images, rendered headless with the extension's own operators (~25 s)
 screenshots: models
@@ -38,6 +42,11 @@ eval: models
 lightstage-sample: models
 	$(PY) tools/lightstage.py --out $(CACHE)/lightstage/samples --seed $(or $(SEED),0) --count $(or $(N),4) \
 		--size 384 --subject $(or $(SUBJECT),makehuman) --samples 64 --olat 32
+
+# Pack rendered cases into training shards (<= 60 MB .npz each, numpy-only reader): make lightstage-pack CASES=DIR OUT=DIR
+lightstage-pack: $(VENV)/.installed
+	$(PY) tools/lightstage_pack.py --cases $(or $(CASES),$(CACHE)/lightstage/samples) \
+		--out $(or $(OUT),$(CACHE)/lightstage/shards)
 
 venv: $(VENV)/.installed
 

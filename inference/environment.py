@@ -46,6 +46,25 @@ class Environment:
         """Bilinear radiance seen along camera-space unit directions (..., 3) -> (..., 3) float32."""
         return sample_equirect(self.radiance, self.env_directions(dirs_cam))
 
+    def view(self, width: int, height: int, fov_deg: float) -> np.ndarray:
+        """The panorama as a (height, width) pinhole camera sees it: the composite's default backdrop.
+
+        A 1080p frame has ~8x more pixels per radian than a 2k panorama, so looking up every pixel (a trig-heavy
+        2-megapixel lookup) mostly interpolates between the same few texels. The lookup runs on a grid with about
+        four samples per panorama texel and is enlarged bilinearly (pixel centres line up: camera_rays and
+        resize both use pixel centres); where the camera is coarser than the panorama every pixel is looked up."""
+        from .camera import camera_rays, half_extents
+        from .resample import resize
+
+        texels_per_radian = self.radiance.shape[1] / (2.0 * math.pi)
+        tan_x, tan_y = half_extents(width, height, fov_deg)
+        pixels_per_radian = max(width / (2.0 * tan_x), height / (2.0 * tan_y))  # at the image centre
+        scale = min(1.0, 4.0 * texels_per_radian / pixels_per_radian)
+        grid_w, grid_h = max(2, math.ceil(width * scale)), max(2, math.ceil(height * scale))
+        if grid_w >= width or grid_h >= height:
+            return self.sample(camera_rays(width, height, fov_deg))
+        return resize(self.sample(camera_rays(grid_w, grid_h, fov_deg)), height, width)
+
 
 def direction_to_uv(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Panorama-frame unit directions -> (u, v) in [0, 1); v = 0 at the bottom (CONVENTIONS.md)."""

@@ -117,7 +117,7 @@ def relight(plate: np.ndarray, environment: Environment, settings: RelightSettin
     shaded = lit.shaded
 
     if background is None:
-        backdrop = environment.sample(lit.rays)
+        backdrop = environment.view(width, height, settings.fov_deg)
     else:
         backdrop = fit_background(background, height, width)
     composite = shading.composite(shaded.relit[..., :3], alpha, backdrop)

@@ -16,6 +16,9 @@ linear). Movie frames are decoded with PyAV (FFmpeg in the wheel), converted fro
 matrix and range tags (untagged: BT.709 from 720 lines up, else BT.601; limited range), and their display-encoded
 R'G'B' (Rec.709/sRGB, as Blender assumes for movie files by default) is linearised with the same sRGB EOTF as
 8-bit plates (`imageio.srgb_to_linear`); streams deeper than 8 bits are decoded at 16 bits first.
+A shot opened with a `colorspace` (a Blender colour space name, e.g. a strip's `colorspace_settings.name`) takes
+its file values as encoded in that space instead and converts them like Blender (inference/colorspace.py): byte
+files and movies from their encoded values, float files (EXR/HDR/float TIFF) from their stored values.
 """
 
 from __future__ import annotations
@@ -36,10 +39,11 @@ import numpy as np
 from .environment import Environment
 from .errors import RelightInputError
 from .exr import PASS_CHANNELS, read_passes
-from .imageio import PLATE_SUFFIXES, read_plate, srgb_to_linear
+from .imageio import PLATE_SUFFIXES, linear_to_srgb, read_plate, srgb_to_linear
 from .settings import RelightSettings
 
 if TYPE_CHECKING:  # the pipeline (onnxruntime, pymatting) is imported when a frame is relit, not to parse options
+    from .colorspace import ColorSpaces
     from .lightmaps import PrefilteredEnvironment
 
 MOVIE_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".m4v", ".webm"}
@@ -84,6 +88,68 @@ def format_frames(frames: list[int]) -> str:
     return ",".join(parts)
 
 
+# ------------------------------------------------------------------------------------------------------ colour
+FLOAT_SUFFIXES = {".exr", ".hdr"}
+
+
+def file_is_float(path: Path) -> bool:
+    """Whether read_plate takes the file's values as stored (float EXR/HDR/TIFF) rather than sRGB-decoding them."""
+    suffix = path.suffix.lower()
+    if suffix in FLOAT_SUFFIXES:
+        return True
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tiff:
+                return tiff.pages[0].dtype is not None and tiff.pages[0].dtype.kind == "f"
+        except (OSError, ValueError, IndexError, tifffile.TiffFileError):
+            return False  # read_plate reports the damaged file
+    return False
+
+
+def _resolve_spaces(colorspace: str | None, spaces: ColorSpaces | None, label=None) -> ColorSpaces | None:
+    if colorspace is None:
+        return None
+    if spaces is None:
+        from .colorspace import default_color_spaces
+
+        spaces = default_color_spaces()
+    spaces.canonical(colorspace, label)  # an unknown name fails before any frame is read
+    return spaces
+
+
+def encoded_to_linear(encoded: np.ndarray, colorspace: str | None, spaces: ColorSpaces | None,
+                      label) -> np.ndarray:
+    """Display-encoded R'G'B' (movies, and byte files re-encoded) in `colorspace` -> scene-linear, clamped at 0
+    like read_plate. None, or sRGB: the built-in sRGB EOTF."""
+    from .colorspace import BUILTIN_SRGB
+
+    if colorspace is None or (spaces.canonical(colorspace, label) in BUILTIN_SRGB):
+        return srgb_to_linear(encoded)
+    return np.maximum(spaces.to_scene_linear(encoded, colorspace, label), 0.0)
+
+
+def read_plate_in(path: str | os.PathLike, colorspace: str | None = None,
+                  spaces: ColorSpaces | None = None) -> np.ndarray:
+    """read_plate, with the file's values taken as encoded in `colorspace` (None: read_plate's own choice, sRGB for
+    8/16-bit files, linear for float files). Scene-linear float32, clamped at 0 like read_plate."""
+    path = Path(path)
+    plate = read_plate(path)
+    spaces = _resolve_spaces(colorspace, spaces)
+    if spaces is None:
+        return plate
+    if not file_is_float(path):
+        from .colorspace import BUILTIN_SRGB
+
+        if spaces.canonical(colorspace, path) in BUILTIN_SRGB:
+            return plate  # read_plate's own decoding
+        return encoded_to_linear(linear_to_srgb(plate), colorspace, spaces, path)  # back to the stored values
+    if spaces.is_identity(colorspace, path):
+        return plate
+    return np.maximum(spaces.to_scene_linear(plate, colorspace, path), 0.0)
+
+
 # ----------------------------------------------------------------------------------------------------- sources
 def is_sequence_pattern(path: str | os.PathLike) -> bool:
     return "#" in Path(path).name
@@ -99,7 +165,10 @@ class ImageSequence:
 
     frame_size: tuple[int, int] | None = None  # unknown until a frame is read
 
-    def __init__(self, pattern: str | os.PathLike):
+    def __init__(self, pattern: str | os.PathLike, colorspace: str | None = None,
+                 spaces: ColorSpaces | None = None):
+        self.colorspace = colorspace
+        self.spaces = _resolve_spaces(colorspace, spaces, pattern)
         self.pattern = Path(pattern)
         name = self.pattern.name
         runs = list(re.finditer(r"#+", name))
@@ -137,7 +206,7 @@ class ImageSequence:
         return sorted(frames)
 
     def read(self, frame: int) -> np.ndarray:
-        return read_plate(self.path(frame))
+        return read_plate_in(self.path(frame), self.colorspace, self.spaces)
 
     def close(self) -> None:
         pass
@@ -149,7 +218,9 @@ class Movie:
 
     padding = MOVIE_PADDING
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, colorspace: str | None = None, spaces: ColorSpaces | None = None):
+        self.colorspace = colorspace
+        self.spaces = _resolve_spaces(colorspace, spaces, path)
         self.path = Path(path)
         self.name = self.path.stem
         if not self.path.is_file():
@@ -193,6 +264,11 @@ class Movie:
         return stream
 
     def read(self, frame: int) -> np.ndarray:
+        """Frame `frame` (from 1) as scene-linear float32 (see the module docstring for the colour)."""
+        return encoded_to_linear(self.read_encoded(frame), self.colorspace, self.spaces, self.label(frame))
+
+    def read_encoded(self, frame: int) -> np.ndarray:
+        """Frame `frame` (from 1) as the stream's display-encoded R'G'B', float32 in [0, 1]."""
         import av
 
         if self._frames is None or frame <= self._position:
@@ -204,7 +280,7 @@ class Movie:
             for decoded in self._frames:
                 self._position += 1
                 if self._position == frame:
-                    return decoded_to_linear(decoded)
+                    return decoded_to_encoded(decoded)
         except av.FFmpegError as exc:
             self.close()
             raise RelightInputError(self.label(frame), f"cannot decode movie ({_describe(exc)})") from exc
@@ -223,6 +299,11 @@ _AVCOL_SPC_UNSPECIFIED, _AVCOL_SPC_RESERVED, _AVCOL_RANGE_UNSPECIFIED = 2, 3, 0
 
 def decoded_to_linear(frame) -> np.ndarray:
     """A PyAV VideoFrame -> (H, W, 3) float32 scene-linear (see the module docstring for the colour choices)."""
+    return srgb_to_linear(decoded_to_encoded(frame))
+
+
+def decoded_to_encoded(frame) -> np.ndarray:
+    """A PyAV VideoFrame -> (H, W, 3) float32 display-encoded R'G'B' in [0, 1]."""
     from av.video.reformatter import ColorRange, Colorspace
 
     options = {}
@@ -234,7 +315,7 @@ def decoded_to_linear(frame) -> np.ndarray:
     deep = any(component.bits > 8 for component in frame.format.components)
     pixels = frame.to_ndarray(format="rgb48le" if deep else "rgb24", **options)
     scale = 65535.0 if deep else 255.0
-    return np.ascontiguousarray(srgb_to_linear(pixels.astype(np.float32) / scale))
+    return np.ascontiguousarray(pixels.astype(np.float32) / scale)
 
 
 def _describe(exc: BaseException) -> str:
@@ -242,8 +323,10 @@ def _describe(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {text[0]}" if text else exc.__class__.__name__
 
 
-def open_shot(path: str | os.PathLike) -> ImageSequence | Movie:
-    return ImageSequence(path) if is_sequence_pattern(path) else Movie(path)
+def open_shot(path: str | os.PathLike, colorspace: str | None = None,
+              spaces: ColorSpaces | None = None) -> ImageSequence | Movie:
+    kind = ImageSequence if is_sequence_pattern(path) else Movie
+    return kind(path, colorspace, spaces)
 
 
 def select_frames(shot: ImageSequence | Movie, frames: list[int] | None) -> list[int]:

@@ -1,5 +1,5 @@
 """The fixed evaluation set: 24 cases at 384^2 (6 Lee Perry-Smith, the held-out scanned identity; 18 MakeHuman),
-fixed seeds, cached under <cache>/lightstage/eval-v1/<case_id>/ and generated only where missing.
+fixed seeds, cached under <cache>/lightstage/<EVAL_SET_VERSION>/<case_id>/ and generated only where missing.
 
 Bump EVAL_SET_VERSION whenever the generator's output for these seeds changes (new folder, no stale mixes).
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from .generate import Generator, case_id, is_complete, write_case
 from .makehuman_data import cache_dir as default_cache_dir
 
-EVAL_SET_VERSION = "eval-v1"
+EVAL_SET_VERSION = "eval-v2"  # v2: generator 0.2.0 (hair, garments, tints, head turn, waist-up)
 SIZE = 384
 SAMPLES = 64
 CASES: list[tuple[str, int]] = ([("lee_perry_smith", 1000 + i) for i in range(6)]

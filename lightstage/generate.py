@@ -25,7 +25,7 @@ from . import lighting
 from .stage import AOV_ALBEDO, AOV_ROUGHNESS, Stage, stack
 from .subjects import SUBJECTS
 
-GENERATOR_VERSION = "0.1.0"
+GENERATOR_VERSION = "0.2.0"  # 0.2: hair, eyebrows, garments, skin tints, head turn on the neck, waist-up
 GT_LAYER = "gt"
 PASS_CHANNELS = {"plate": "RGB", "alpha": "A", "normal": "XYZ", "albedo": "RGB", "roughness": "V", "depth": "Z",
                  "relit": "RGB", "relit_olat": "RGB"}
@@ -53,7 +53,10 @@ def sample_case(seed: int, subject_name: str, shared: Path) -> dict:
         lights[role] = {"hdri": {"collection": collection, "name": path.name},
                         "rotation_z_deg": round(float(rng.uniform(0.0, 360.0)), 3),
                         "strength": round(lighting.normalised_strength(path, stops), 6)}
-    camera = {"yaw_deg": round(float(rng.uniform(-35, 35)), 3), "pitch_deg": round(float(rng.uniform(-8, 15)), 3),
+    # A posed body turns its own head (up to 40 degrees); the camera orbit then only adds a little. The scanned
+    # bust cannot turn its head, so the camera orbits further.
+    yaw_range = 15.0 if "pose" in subject else 35.0
+    camera = {"yaw_deg": round(float(rng.uniform(-yaw_range, yaw_range)), 3), "pitch_deg": round(float(rng.uniform(-8, 15)), 3),
               "roll_deg": round(float(rng.uniform(-5, 5)), 3), "fov_deg": round(float(rng.uniform(24, 40)), 3)}
     return {"seed": seed, "subject": {"name": subject_name, **subject}, "camera": camera, **lights}
 

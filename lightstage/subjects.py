@@ -12,10 +12,11 @@ from pathlib import Path
 import bpy
 import numpy as np
 
+from . import clothing, hair, materials, pose
 from . import makehuman_data as mh
-from . import materials
 
 LEE_PERRY_SMITH = ("data", "heads", "lee_perry_smith")
+SKIN_MASKS = ("data", "makehuman", "mpfb2_textures")
 BUST_HEIGHT_M = 0.42  # the scan (head + upper chest) is in arbitrary units: scale its height to this
 
 
@@ -96,11 +97,23 @@ class MakeHumanBody:
             "skin": {"melanin": r(0.0, 1.0), "hue_shift": r(-0.015, 0.015), "mottling": r(0.1, 0.5),
                      "roughness": r(0.35, 0.55), "roughness_var": r(0.03, 0.12),
                      "pore_strength": r(0.05, 0.25), "sss_weight": r(0.1, 0.3)},
-            "framing": str(rng.choice(["head_shoulders", "head_shoulders", "close"])),
+            "framing": str(rng.choice(["head_shoulders", "head_shoulders", "close", "waist_up"])),
+            "pose": pose.sample_pose(rng),  # head turn/tilt on the neck, arms lowered from the A-pose
+            **MakeHumanBody._sample_appearance(rng.spawn(1)[0]),
         }
+
+    @staticmethod
+    def _sample_appearance(rng: np.random.Generator) -> dict:
+        """Hair, garment and skin tints from a child stream: spawning does not advance `rng`, so every other
+        parameter of a case (shape, lighting, camera) keeps the value it had before appearance existed."""
+        r = lambda lo, hi: round(float(rng.uniform(lo, hi)), 4)  # noqa: E731 (compact sampling)
+        return {"tints": {"lips": r(0.3, 0.9), "eyelids": r(0.1, 0.6), "ears": r(0.1, 0.6)},
+                "hair": {**hair.sample_params(rng), "seed": int(rng.integers(0, 2 ** 31 - 1))},
+                "garment": clothing.sample_params(rng)}
 
     def build(self, stage) -> None:
         base = mh.base_mesh()
+        self.poser = pose.Poser(base.groups, mh.to_blender(base.vertices))  # skin weights, once per process
         self.body = _mesh_object("Body", mh.to_blender(base.vertices), base.faces, base.face_uvs, base.uvs)
         subsurf = self.body.modifiers.new("Smooth", "SUBSURF")
         subsurf.levels, subsurf.render_levels = 1, 1
@@ -112,27 +125,45 @@ class MakeHumanBody:
         stage.scene.collection.objects.link(self.eyes)
         texture = self.shared / "data" / "makehuman" / "eyes" / "materials" / "brown_eye.png"
         self.eyes.data.materials.append(materials.eye(stage.load_image(texture, "sRGB")))
+        groups = base.groups
+        eyes_l, eyes_r = (mh.to_blender(base.vertices[groups[f"joint-{s}-eye"]]).mean(0) for s in "lr")
+        rest = mh.to_blender(base.vertices)
+        self.hair = hair.Hair(stage, rest, base.faces, 0.5 * (eyes_l + eyes_r), 0.5 * abs(eyes_l[0] - eyes_r[0]))
+        body_vertices = np.unique(np.concatenate([np.asarray(f) for f in base.faces]))
+        attributes = {materials.HAIR_CAP_ATTRIBUTE: self.hair.cap, materials.BROW_ATTRIBUTE: self.hair.brow}
+        for garment, mask in clothing.garment_masks(rest, groups, body_vertices).items():
+            attributes[clothing.attribute_name(garment)] = mask
+        for name, values in attributes.items():
+            layer = self.body.data.attributes.new(name, "FLOAT", "POINT")
+            layer.data.foreach_set("value", np.asarray(values, np.float32))
+        self.garment = clothing.Garment(stage, self.body)
+        self.skin_masks = {name: stage.load_image(self.shared.joinpath(*SKIN_MASKS, file), "Non-Color")
+                           for name, file in materials.SKIN_TINT_MASKS.items()}
 
     def apply(self, params: dict) -> tuple[np.ndarray, float]:
         weights = mh.macro_weights(params["gender"], params["age"], params["muscle"], params["weight"],
                                    params["proportions"], params["ethnic"])
         weights.update(mh.face_weights(params["face"], params["head_shape"], params["head_shape_amount"]))
-        vertices = mh.to_blender(mh.morph(weights))
+        vertices = self.poser.apply(mh.to_blender(mh.morph(weights)), params.get("pose", pose.ZERO_POSE))
         self.body.data.vertices.foreach_set("co", vertices.astype(np.float32).ravel())
         self.body.data.update()
         self.eyes.data.vertices.foreach_set("co", vertices[self.eye_refs].astype(np.float32).ravel())
         self.eyes.data.update()
         old = self.body.data.materials[:]
         self.body.data.materials.clear()
-        self.body.data.materials.append(materials.procedural_skin(params["skin"]))
+        hair_params = params["hair"]
+        hair_colour = materials.hair_colour(hair_params["colour"])
+        stubble = {"scalp": hair_colour, "scalp_tint": 0.0 if hair_params["style"] == "bald" else
+                   hair_params["scalp_tint"], "brow": tuple(c * hair_params["brow_darkness"] for c in hair_colour),
+                   "brow_tint": 0.5 * hair_params["brow_density"]}
+        self.body.data.materials.append(materials.procedural_skin({**params["skin"], **params["tints"]},
+                                                                  self.skin_masks, stubble))
         for material in old:
             if material is not None and material.users == 0:
                 bpy.data.materials.remove(material)
-        groups = mh.base_mesh().groups
-        eye_centre = vertices[np.concatenate([groups["joint-l-eye"], groups["joint-r-eye"]])].mean(0)
-        if params["framing"] == "close":
-            return eye_centre + np.array([0.0, 0.0, -0.03]), 0.32
-        return eye_centre + np.array([0.0, 0.0, -0.10]), 0.46
+        self.hair.apply(vertices, hair_params, hair_params["seed"])
+        self.garment.apply(params["garment"])
+        return pose.framing(vertices, mh.base_mesh().groups, params["framing"])
 
 
 SUBJECTS = {cls.name: cls for cls in (LeePerrySmith, MakeHumanBody)}

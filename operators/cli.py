@@ -1,7 +1,7 @@
 """Command-line contract, shared by ./relight and `blender -b -c portrait_relight ...`.
 
     relight PLATE --out DIR [--hdri FILE [--hdri-rotation DEG] | --world-blend FILE.blend]
-            [--background IMAGE] [--fov DEG] [--frames A-B|1,5,9-12]
+            [--background IMAGE] [--fov DEG] [--frames A-B|1,5,9-12] [--colorspace NAME]
 
 Lighting comes from exactly one of: --hdri (equirect, image centre straight ahead, rotated about the vertical
 axis by --hdri-rotation), --world-blend (that file's world HDRI seen from its active camera, whose FOV is used),
@@ -15,6 +15,9 @@ DIR/<name>.<frame>.exr and DIR/<name>.<frame>_preview.png (frame padded as in th
 prints one line; frames already complete are skipped, so re-running resumes, and overlapping --frames slices may
 run at once (inference/sequence.py). A summary line ends the run; exit 1 if any frame failed, with one stderr line
 per failed frame naming its file. A bad pattern or --frames exits before any frame with one line.
+--colorspace NAME: the Blender colour space PLATE's values are encoded in (default: sRGB for 8/16-bit files and
+movies, linear for float files), converted to scene-linear with Blender's OCIO config when the bpy module is
+installed (found without importing it; $OCIO overrides), else only sRGB and Linear Rec.709 are available.
 bpy is only imported for --world-blend, so the plain HDRI path runs without Blender.
 """
 
@@ -62,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fov", type=float, default=None, metavar="DEG",
                         help=f"camera field of view across the larger image side (default {DEFAULT_FOV_DEG:g}, "
                              "or the .blend camera's)")
+    parser.add_argument("--colorspace", metavar="NAME",
+                        help="Blender colour space of the plate's values, e.g. 'ACEScg', 'Filmic sRGB', 'AgX Base "
+                             "sRGB' (default: sRGB for 8/16-bit files and movies, Linear Rec.709 for float files)")
     parser.add_argument("--models-dir", metavar="DIR",
                         help="folder of ONNX models following inference/models/CONTRACTS.md; overrides bundled ones")
     parser.add_argument("--threads", type=int, default=0, metavar="N",
@@ -81,6 +87,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         raise UsageError(f"--threads {args.threads}: must be 0 (automatic) or more")
     if args.fov is not None and not 1.0 <= args.fov <= 170.0:
         raise UsageError(f"--fov {args.fov:g}: must be between 1 and 170 degrees")
+    if args.colorspace is not None:
+        from ..inference.colorspace import default_color_spaces
+
+        try:
+            args.colorspace = default_color_spaces().canonical(args.colorspace)
+        except RelightInputError as exc:
+            raise UsageError(f"--colorspace: {exc.problem}") from exc
     args.frame_list = None
     if args.frames is not None:
         if not (is_sequence_pattern(args.plate) or is_movie(args.plate)):
@@ -147,7 +160,7 @@ def run_shot(args: argparse.Namespace) -> int:
 
     clock = time.perf_counter()
     out_dir = Path(args.out)
-    shot = open_shot(args.plate)  # a bad pattern or movie fails here, before the output folder is made
+    shot = open_shot(args.plate, args.colorspace)  # a bad pattern or movie fails here, before the output folder is made
     try:
         frames = select_frames(shot, args.frame_list)
         if isinstance(shot, ImageSequence):
@@ -187,21 +200,24 @@ def run(args: argparse.Namespace) -> int:
     if is_sequence_pattern(args.plate) or is_movie(args.plate):
         return run_shot(args)
     from ..inference.imageio import read_plate
-    from ..inference.pipeline import check_output_folder, relight_file
+    from ..inference.pipeline import check_output_folder, relight_to_files
+    from ..inference.sequence import read_plate_in
 
     clock = time.perf_counter()
     out_dir = Path(args.out)
     check_output_folder(out_dir)  # fail before minutes of work, not after
     _check_models_dir(args)
-    plate = read_plate(args.plate)  # validates the plate early and gives its size for the camera FOV
+    plate = read_plate_in(args.plate, args.colorspace)  # validates the plate early; its size gives the camera FOV
     background = read_plate(args.background) if args.background else None
     environment, fov = resolve_lighting(args, plate.shape, background)
     setup = time.perf_counter() - clock
     settings = RelightSettings(fov_deg=fov, threads=args.threads, models_dir=args.models_dir)
-    output = relight_file(args.plate, out_dir, environment, settings, background=background)
-    print(f"wrote {output.exr_path}")
-    print(f"wrote {output.preview_path}")
-    timings = {"inputs": setup, **{k: v for k, v in output.timings.items() if k != "total"}}
+    stem = Path(args.plate).stem
+    exr_path, preview_path = out_dir / f"{stem}.exr", out_dir / f"{stem}_preview.png"
+    stage_seconds = relight_to_files(plate, args.plate, exr_path, preview_path, environment, settings, background)
+    print(f"wrote {exr_path}")
+    print(f"wrote {preview_path}")
+    timings = {"inputs": setup, **{k: v for k, v in stage_seconds.items() if k != "total"}}
     for stage, seconds in timings.items():
         print(f"  {stage:<12s} {seconds:7.2f} s")
     print(f"  {'total':<12s} {time.perf_counter() - clock:7.2f} s")

@@ -1,5 +1,11 @@
 """Compositor operator: relight the plate of the active Image (or Movie Clip) node.
 
+The plate is the frame the node shows at the scene's current frame: a still image as is; an image sequence or
+movie image (Image node: frame_start, frame_offset, frame_duration, use_cyclic, mapped as Blender's image user maps
+them) or a movie clip (Movie Clip node: clip.frame_start, clip.frame_offset) at that frame, movies decoded with
+PyAV (inference/sequence.Movie). Colours are decoded from the image's or clip's colorspace_settings like Blender
+(inference/colorspace.py). Movie and sequence frames are written as <stem>.<frame>.exr so frames do not collide.
+
 Writes <output folder>/<plate stem>.exr (multilayer passes), then adds an Image node reading it, a Recombine
 group wired to it, and connects the group's composite to the compositor output (5.0: Group Output, 4.5: Composite
 node; operators/blender_compat.py). The backdrop the pipeline used is kept as a packed float image so the group's
@@ -9,20 +15,21 @@ composite equals the EXR's composite pass at default gains.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import bpy
 import numpy as np
 
-from ..inference.camera import camera_rays
 from ..inference.errors import RelightInputError
 from ..inference.exr import write_passes
 from ..inference.pipeline import check_output_folder, fit_background, relight
+from ..inference.sequence import MOVIE_PADDING, Movie
 from ..inference.settings import RelightSettings
 from ..nodes.recombine import ensure_recombine_group
 from . import jobs
 from .blender_compat import compositor_output, compositor_tree
-from .image_utils import array_to_image, image_label, image_to_array, load_image_file
+from .image_utils import array_to_image, blender_color_spaces, image_label, image_to_array
 from .lighting import output_folder, resolve_lighting
 from .shot_settings import ShotOperator, relight_settings, shot_values
 
@@ -43,20 +50,92 @@ def plate_node(tree: "bpy.types.NodeTree") -> "bpy.types.Node":
     return node
 
 
-def read_node_plate(node: "bpy.types.Node") -> tuple[np.ndarray, str]:
-    """(plate, file stem) of an Image or Movie Clip node."""
-    if node.type == "IMAGE":
-        image = node.image
-        return image_to_array(image), Path(image.filepath or image.name).stem or "plate"
-    clip = node.clip
-    path = bpy.path.abspath(clip.filepath, library=clip.library)
-    if clip.source == "MOVIE":
-        raise RelightInputError(path, "movie files are not supported yet; use an image or image sequence clip")
-    image = load_image_file(path, clip.colorspace_settings.name)
+def image_user_frame(current: int, start: int, offset: int, duration: int, cyclic: bool) -> int:
+    """The frame number an Image node shows at scene frame `current` (Blender's BKE_image_user_frame_get): the
+    sequence's file number, or the movie frame counted from 1."""
+    if duration <= 0:
+        return 0
+    frame = current - start + 1
+    if cyclic:
+        frame %= duration
+        if frame == 0:
+            frame = duration
+    frame = min(max(frame, 0), duration)
+    return frame + offset
+
+
+def clip_frame(current: int, start: int, offset: int) -> int:
+    """The movie frame (from 1) a Movie Clip shows at scene frame `current` (clip.frame_start, clip.frame_offset)."""
+    return current - start + offset + 1
+
+
+def sequence_file(path: str, number: int) -> Path:
+    """The file of frame `number` of an image sequence whose file path is any one of its frames: the last run of
+    digits in the file name is the frame number, padded to that run's width (Blender's sequence naming)."""
+    path = Path(path)
+    runs = list(re.finditer(r"\d+", path.stem))
+    if not runs:
+        raise RelightInputError(path, "image sequence file name has no frame number")
+    run = runs[-1]
+    stem = f"{path.stem[:run.start()]}{number:0{run.end() - run.start()}d}{path.stem[run.end():]}"
+    return path.with_name(stem + path.suffix)
+
+
+def read_movie_frame(path: str, frame: int, colorspace: str) -> tuple[np.ndarray, str]:
+    """(scene-linear frame `frame` (from 1) of a movie file, `<movie stem>.<frame>`)."""
+    movie = Movie(path, colorspace, blender_color_spaces())
     try:
-        return image_to_array(image), Path(path).stem
+        if not 1 <= frame <= movie.frame_count:
+            raise RelightInputError(path, f"the node shows movie frame {frame} at this scene frame; the movie has "
+                                          f"frames 1-{movie.frame_count}")
+        return movie.read(frame), f"{movie.name}.{frame:0{MOVIE_PADDING}d}"
+    finally:
+        movie.close()
+
+
+def read_file_frame(path: Path, colorspace: str) -> tuple[np.ndarray, str]:
+    """(scene-linear plate, stem) of one frame file, loaded by Blender as a new image (never the node's own image,
+    whose buffer holds whichever frame it showed last) in `colorspace`, then removed."""
+    try:
+        image = bpy.data.images.load(os.fspath(path), check_existing=False)
+    except RuntimeError as exc:
+        raise RelightInputError(path, f"Blender cannot read this image ({exc})") from exc
+    image.colorspace_settings.name = colorspace
+    try:
+        return image_to_array(image), path.stem
     finally:
         bpy.data.images.remove(image)
+
+
+def read_node_plate(node: "bpy.types.Node", scene_frame: int) -> tuple[np.ndarray, str]:
+    """(plate, output stem) of an Image or Movie Clip node at scene frame `scene_frame`."""
+    if node.type == "IMAGE":
+        image = node.image
+        if image.source not in {"SEQUENCE", "MOVIE"}:
+            return image_to_array(image), Path(image.filepath or image.name).stem or "plate"
+        path = image_label(image)
+        number = image_user_frame(scene_frame, node.frame_start, node.frame_offset, node.frame_duration,
+                                  node.use_cyclic)
+        if image.source == "MOVIE":
+            return read_movie_frame(path, number, image.colorspace_settings.name)
+        frame_path = sequence_file(path, number)
+        if not frame_path.is_file():
+            raise RelightInputError(frame_path, f"frame file of scene frame {scene_frame} not found")
+        return read_file_frame(frame_path, image.colorspace_settings.name)
+    clip = node.clip
+    path = os.path.normpath(bpy.path.abspath(clip.filepath, library=clip.library))
+    if clip.source == "MOVIE":
+        return read_movie_frame(path, clip_frame(scene_frame, clip.frame_start, clip.frame_offset),
+                                clip.colorspace_settings.name)
+    # an image sequence clip: its file path is its first frame; clip frame n is n - 1 files further on
+    digits = re.findall(r"\d+", Path(path).stem)
+    frame_path = Path(path)
+    if digits:
+        number = int(digits[-1]) + clip_frame(scene_frame, clip.frame_start, clip.frame_offset) - 1
+        frame_path = sequence_file(path, number)
+    if not frame_path.is_file():
+        raise RelightInputError(frame_path, f"frame file of scene frame {scene_frame} not found")
+    return read_file_frame(frame_path, clip.colorspace_settings.name)
 
 
 def relight_to_exr(plate, lighting, settings: RelightSettings, exr_path: Path, progress):
@@ -67,7 +146,7 @@ def relight_to_exr(plate, lighting, settings: RelightSettings, exr_path: Path, p
     write_passes(exr_path, result.passes)
     if lighting.background is not None:
         return fit_background(lighting.background, height, width)
-    return lighting.environment.sample(camera_rays(width, height, lighting.fov_deg))
+    return lighting.environment.view(width, height, lighting.fov_deg)  # the backdrop relight() composited over
 
 
 def _node(tree, name: str, bl_idname: str, location) -> "bpy.types.Node":
@@ -125,7 +204,7 @@ class PORTRAIT_RELIGHT_OT_compositor_relight(ShotOperator, bpy.types.Operator):
         scene = context.scene
         try:
             source = plate_node(compositor_tree(scene))
-            plate, stem = read_node_plate(source)
+            plate, stem = read_node_plate(source, scene.frame_current)
             height, width = plate.shape[:2]
             values = shot_values(scene, self)
             lighting = resolve_lighting(values, scene, width, height)
@@ -148,7 +227,7 @@ class PORTRAIT_RELIGHT_OT_compositor_relight(ShotOperator, bpy.types.Operator):
         except RelightInputError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"relighting {image_label(source.image) if source.type == 'IMAGE' else stem}"
+        self.report({"INFO"}, f"relighting {stem}"
                               f" -> {os.fspath(exr_path)}")
         return {"FINISHED"}
 

@@ -2,8 +2,10 @@
 
 Layouts:
 - Blender `Image.pixels`: flat float32, RGBA (`channels` may be 1..4), rows bottom-to-top.
-  For float images (EXR/HDR: `is_float`) the buffer is already scene-linear (Blender converts on load);
-  for byte images (PNG/JPG) it holds the encoded values /255 in `colorspace_settings.name`.
+  For float images (EXR/HDR: `is_float`) the buffer is already scene-linear (Blender converts from
+  `colorspace_settings.name` on load: measured for ACEScg and Linear Rec.2020 EXRs in tests/test_colorspace.py);
+  for byte images (PNG/JPG) it holds the encoded values /255 in `colorspace_settings.name`, converted here with
+  Blender's own OCIO config (inference/colorspace.py), as Blender converts them.
 - Ours (ARCHITECTURE.md): (H, W, 3) float32 scene-linear Rec.709, row 0 = top.
 
 Everything that touches `Image.pixels` lives here so the row flip and colour decoding happen exactly once.
@@ -12,16 +14,29 @@ Everything that touches `Image.pixels` lives here so the row flip and colour dec
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import bpy
 import numpy as np
 
+from ..inference.colorspace import ColorSpaces, color_spaces
 from ..inference.errors import RelightInputError
-from ..inference.imageio import srgb_to_linear
 
-# Colour spaces whose encoded values are linear Rec.709 already (or carry data we must not alter).
-LINEAR_SPACES = {"Linear Rec.709", "Linear", "scene_linear", "Non-Color", "Raw", "Generic Data"}
-SRGB_SPACES = {"sRGB", "sRGB 2.1"}
+
+def blender_config_path() -> Path | None:
+    """The OCIO config this Blender runs with: $OCIO when set (Blender honours it), else its bundled one."""
+    override = os.environ.get("OCIO")
+    if override and Path(override).is_file():
+        return Path(override)
+    folder = bpy.utils.system_resource("DATAFILES", path="colormanagement")
+    config = Path(folder) / "config.ocio" if folder else None
+    return config if config is not None and config.is_file() else None
+
+
+def blender_color_spaces() -> ColorSpaces:
+    """Conversions through this Blender's OCIO config (cached)."""
+    path = blender_config_path()
+    return color_spaces(os.fspath(path) if path else None)
 
 
 def image_label(image: "bpy.types.Image") -> str:
@@ -35,11 +50,9 @@ def decode_to_linear(encoded: np.ndarray, colorspace: str, is_float: bool, label
     """Encoded RGB values in `colorspace` -> scene-linear Rec.709.
 
     Float buffers are scene-linear whatever the file's colour space says (Blender converts them on load)."""
-    if is_float or colorspace in LINEAR_SPACES:
+    if is_float:
         return np.ascontiguousarray(encoded, np.float32)
-    if colorspace in SRGB_SPACES:
-        return srgb_to_linear(encoded)
-    raise RelightInputError(label, f"colour space '{colorspace}' is not supported (use sRGB or Linear Rec.709)")
+    return blender_color_spaces().to_scene_linear(encoded, colorspace, label)
 
 
 def image_to_array(image: "bpy.types.Image", with_alpha: bool = False):

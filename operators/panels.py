@@ -1,5 +1,6 @@
 """Sidebar panels (N panel, "Portrait Relight" tab) in the Compositor and the Sequencer: the scene's shot
-settings (shot_settings.py) and the Relight buttons, which run directly with those settings (no dialog)."""
+settings (shot_settings.py), the Relight buttons, which run directly with those settings (no dialog), and Load
+Relit Shot for shots relit outside Blender."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import bpy
 from . import jobs
 from .compositor import PORTRAIT_RELIGHT_OT_compositor_relight
 from .sequencer import PORTRAIT_RELIGHT_OT_sequencer_relight
+from .shot_import import PORTRAIT_RELIGHT_OT_load_relit_shot
 from .shot_settings import draw_shot_settings
 
 CATEGORY = "Portrait Relight"
@@ -19,6 +21,7 @@ def draw_panel(layout: "bpy.types.UILayout", context, operator_idname: str) -> N
     row.operator_context = "EXEC_DEFAULT"  # the panel is the dialog
     row.scale_y = 1.4
     row.operator(operator_idname, icon="LIGHT")
+    layout.operator(PORTRAIT_RELIGHT_OT_load_relit_shot.bl_idname, icon="FILE_IMAGE")  # farm / ./relight output
     for job in jobs.running_jobs():
         layout.label(text=job.status or job.status_text(), icon="TIME")
 

@@ -3,9 +3,10 @@
 The main venv runs Blender 5.0 (every other bpy test); this one runs a script in the 4.5 venv that loads the repo
 as the package `portrait_relight`, registers it and exercises the compositor operator (world HDRI lighting,
 recombine group wired to the Composite node, a compositor render matching the EXR's composite pass), the 3D card
-operator on that EXR and the sequencer operator on a 2-frame image strip. A second test validates the extension
-zip with 4.5's own `blender_ext.py` and installs it into an isolated 4.5 (only bpy and numpy from the venv), where
-the bundled wheels must load and the compositor operator must run.
+operator on that EXR and the sequencer operator on a 3-frame image strip with a trimmed start
+(frame_offset_start: only the 2 visible frames relit, the relit strip lined up with them). A second test validates
+the extension zip with 4.5's own `blender_ext.py` and installs it into an isolated 4.5 (only bpy and numpy from the
+venv), where the bundled wheels must load and the compositor operator must run.
 """
 
 from __future__ import annotations
@@ -97,12 +98,13 @@ SCRIPT = textwrap.dedent(
                       "output_linked": any(n.type == "OUTPUT_MATERIAL" and n.inputs["Surface"].is_linked
                                            for n in material.node_tree.nodes)}
 
-    # Sequencer: a 2-frame image strip, relit with a bundled HDRI file.
+    # Sequencer: a 3-frame image strip with its first frame trimmed off (4.5's offset API), relit with an HDRI file.
     names = sorted(os.listdir(frames_dir))
     editor = scene.sequence_editor_create()
     strip = editor.strips.new_image("plate", os.path.join(frames_dir, names[0]), channel=1, frame_start=1)
     for name in names[1:]:
         strip.elements.append(name)
+    strip.frame_offset_start = 1
     editor.active_strip = strip
     result["sequencer_op"] = list(bpy.ops.portrait_relight.sequencer_relight(
         lighting="HDRI", hdri_path=os.path.join(worlds, "city.exr"), output_dir=os.path.join(work, "seq") + os.sep))
@@ -130,6 +132,7 @@ def test_blender45_compositor_and_sequencer(tmp_path):
     frames.mkdir()
     astronaut.save(frames / "shot.0001.png")
     astronaut.transpose(Image.FLIP_LEFT_RIGHT).save(frames / "shot.0002.png")
+    astronaut.save(frames / "shot.0003.png")
     work = tmp_path / "work"
     work.mkdir()
     env = {
@@ -171,14 +174,16 @@ def test_blender45_compositor_and_sequencer(tmp_path):
     assert result["card"]["parent"] == "Camera" and result["card"]["use_nodes"] and result["card"]["output_linked"]
     assert result["card"]["images"], result["card"]
 
-    # Sequencer: a 2-frame relit strip above the source, each frame's single pass the composite.
+    # Sequencer: the 2 visible frames relit into a strip above the source, lined up with them (timeline frames
+    # 2-3), each frame's single pass the composite; the trimmed frame 1 is not relit.
     assert result["sequencer_op"] == ["FINISHED"]
     strips = {s[0]: s for s in result["strips"]}
     name, channel, start, duration, directory, files = strips["plate_relit"]
-    assert (channel, start, duration) == (2, 1, 2)
-    assert files == ["shot.0001_relit.exr", "shot.0002_relit.exr"]
+    assert (channel, start, duration) == (2, 2, 2)
+    assert files == ["shot.0002_relit.exr", "shot.0003_relit.exr"]
+    assert not (Path(directory) / "shot.0001.exr").exists()
     composites = []
-    for stem in ("shot.0001", "shot.0002"):
+    for stem in ("shot.0002", "shot.0003"):
         shown = read_passes(Path(directory) / f"{stem}_relit.exr")
         full = read_passes(Path(directory) / f"{stem}.exr")
         np.testing.assert_allclose(shown["composite"], full["composite"], atol=1e-3)

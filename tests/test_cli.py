@@ -203,3 +203,25 @@ def test_user_models_folder_is_used_and_validated(files, tmp_path):
     assert not any(out.iterdir())
     assert_input_error(run_cli(files["plate"], "--out", out, "--hdri", files["hdri"], "--models-dir",
                                tmp_path / "nowhere"), tmp_path / "nowhere", "models folder does not exist")
+
+
+def test_colorspace_option(files, tmp_path):
+    """--colorspace: an ACEScg EXR of the plate relights like the sRGB PNG it came from; unknown names exit 2."""
+    import PyOpenColorIO as OCIO
+
+    from portrait_relight.inference.colorspace import blender_config_path
+    from portrait_relight.inference.imageio import read_plate
+
+    config = OCIO.Config.CreateFromFile(str(blender_config_path()))
+    aces = read_plate(files["plate"]).copy()
+    config.getProcessor("Linear Rec.709", "ACEScg").getDefaultCPUProcessor().applyRGB(aces.reshape(-1, 3))
+    exr_plate = write_exr(tmp_path / "astronaut.exr", aces)
+    by_png, by_exr = tmp_path / "png", tmp_path / "exr"
+    assert run_cli(files["plate"], "--out", by_png, "--hdri", files["hdri"]).returncode == 0
+    done = run_cli(exr_plate, "--out", by_exr, "--hdri", files["hdri"], "--colorspace", "ACEScg")
+    assert done.returncode == 0, done.stderr
+    png, exr = read_outputs(by_png), read_outputs(by_exr)
+    np.testing.assert_allclose(exr["foreground"], png["foreground"], atol=2e-3)
+    assert np.abs(exr["composite"] - png["composite"]).mean() < 1e-3
+    assert_input_error(run_cli(files["plate"], "--out", tmp_path / "bad", "--hdri", files["hdri"], "--colorspace",
+                               "Log C9"), "--colorspace", "unknown colour space 'Log C9'", code=2)

@@ -274,7 +274,7 @@ def test_sequencer_job_cancelled_then_resumed_matches_an_uninterrupted_run(regis
     """The sequencer's worker under a threaded Job: cancel during frame 2, run again, compare frame by frame."""
     from portrait_relight.inference.exr import read_passes
     from portrait_relight.operators.lighting import resolve_lighting
-    from portrait_relight.operators.sequencer import relight_frames
+    from portrait_relight.operators.sequencer import image_source_frames, relight_frames
     from portrait_relight.operators.shot_settings import relight_settings, shot_values
 
     frames = astronaut_sequence(tmp_path / "plates")
@@ -284,10 +284,11 @@ def test_sequencer_job_cancelled_then_resumed_matches_an_uninterrupted_run(regis
     settings = relight_settings(bpy.context, values, lighting.fov_deg)
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     full.mkdir(), resumed.mkdir()
-    relight_frames(frames, full, lighting, settings, jobs.Progress(jobs.Job("full", None, None)))
+    full_frames, resumed_frames = image_source_frames(frames, full), image_source_frames(frames, resumed)
+    relight_frames(full_frames, full, lighting, settings, jobs.Progress(jobs.Job("full", None, None)))
 
     wm = FakeWindowManager()
-    job = jobs.Job("Test Job", lambda progress: relight_frames(frames, resumed, lighting, settings, progress),
+    job = jobs.Job("Test Job", lambda progress: relight_frames(resumed_frames, resumed, lighting, settings, progress),
                    lambda outputs: pytest.fail("a cancelled job must not apply"), window_manager=wm)
     job.start_thread()
     pump(job, until=lambda: any("frame 2/3" in s for s in wm.status if s), timeout=120)
@@ -297,7 +298,7 @@ def test_sequencer_job_cancelled_then_resumed_matches_an_uninterrupted_run(regis
                                                          "plate.0001_relit.exr"]
     first = resumed / "plate.0001.exr"
     mtime = first.stat().st_mtime_ns
-    relight_frames(frames, resumed, lighting, settings, jobs.Progress(jobs.Job("resume", None, None)))
+    relight_frames(resumed_frames, resumed, lighting, settings, jobs.Progress(jobs.Job("resume", None, None)))
     assert first.stat().st_mtime_ns == mtime  # skipped, not redone
     for frame in (1, 2, 3):
         a, b = (read_passes(d / f"plate.{frame:04d}.exr") for d in (full, resumed))

@@ -33,6 +33,7 @@ RUNTIME_PACKAGES = (
     "pymatting", "numba", "llvmlite", "scipy", "pillow",
     "pypng", "tifffile",
     "av",  # movie plates (ships its own FFmpeg)
+    "opencolorio",  # colour spaces through Blender's own OCIO config
 )
 # Wheels for Blender's Python (3.11) on linux-x64, the one platform the manifest declares.
 PIP_PLATFORM_ARGS = [

@@ -59,7 +59,6 @@ def wire_compositor(plate_path: Path, exr_path: Path, blend_path: Path) -> None:
     """Open the scene, add the plate and the relit passes to the compositor, save as a new .blend."""
     import bpy
 
-    from portrait_relight.inference.camera import camera_rays
     from portrait_relight.operators.compositor import compositor_tree, insert_nodes
     from portrait_relight.operators.world import world_lighting
 
@@ -70,7 +69,7 @@ def wire_compositor(plate_path: Path, exr_path: Path, blend_path: Path) -> None:
     plate_node.location = (0, 0)
     width, height = plate_node.image.size
     lighting = world_lighting(scene, width, height)
-    backdrop = lighting.environment.sample(camera_rays(width, height, lighting.fov_deg))
+    backdrop = lighting.environment.view(width, height, lighting.fov_deg)
     insert_nodes(scene, plate_node, exr_path, backdrop)
     bpy.ops.wm.save_as_mainfile(filepath=str(blend_path))
 
