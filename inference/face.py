@@ -31,6 +31,7 @@ ANCHORS_PER_LAYER = 2
 DETECTOR_SCALE = 128.0  # x/y/w/h_scale of TensorsToDetectionsCalculator
 SCORE_CLIP = 100.0
 MIN_DETECTION_SCORE = 0.5
+MAX_LANDMARK_TRIES = 3  # detections checked with the landmark model before giving up
 NMS_IOU = 0.3
 # Detection keypoints, in MediaPipe's order. "right" = the subject's right, i.e. the image-left one.
 KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear_tragion", "left_ear_tragion")
@@ -361,8 +362,8 @@ def find_face(
     image_srgb: np.ndarray, settings: RelightSettings | None = None, alpha: np.ndarray | None = None
 ) -> FaceLandmarks | None:
     """Landmarks of the main subject's face, or None. With a matte, faces whose centre lies outside the
-    subject are ignored (people in the background); among the rest the largest wins. The matte also points
-    at the head: the detector runs on square crops around it as well as on the whole frame, so a face that is
+    subject are ignored (people in the background); among the rest the largest that the landmark model confirms
+    wins. The matte also points at the head: the detector runs on square crops around it as well as on the whole frame, so a face that is
     small in a wide frame (it needs ~1/8 of the detector's input) is still found (~10 ms per crop)."""
     detections = detect_faces(image_srgb, settings)
     if alpha is not None:
@@ -378,7 +379,10 @@ def find_face(
             return alpha[cy, cx] > 0.5
 
         detections = [d for d in detections if inside(d)]
-    if not detections:
-        return None
-    landmarks = face_landmarks(image_srgb, max(detections, key=lambda d: d.area), settings)
-    return landmarks if landmarks.presence >= MIN_PRESENCE else None
+    # The largest face is the subject, but a weak false detection (a fold of clothing, ~0.5 score) can be larger
+    # than the real face: candidates are tried largest first until the landmark model confirms a face.
+    for detection in sorted(detections, key=lambda d: -d.area)[:MAX_LANDMARK_TRIES]:
+        landmarks = face_landmarks(image_srgb, detection, settings)
+        if landmarks.presence >= MIN_PRESENCE:
+            return landmarks
+    return None

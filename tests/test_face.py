@@ -202,3 +202,16 @@ def test_matte_without_a_face_gives_none():
     assert face.find_face(rng.random((h, w, 3), dtype=np.float32), alpha=alpha) is None
     assert face.find_face(np.full((h, w, 3), 0.5, np.float32), alpha=alpha) is None
     assert face.head_crops(np.zeros((h, w), np.float32)) == []
+
+
+def test_a_larger_false_detection_does_not_hide_the_face(astronaut, monkeypatch):
+    """A weak detection bigger than the face (e.g. on the suit) is checked by the landmark model and passed over."""
+    real = face.detect_faces(astronaut)
+    bogus = face.FaceDetection(np.array([20, 250, 500, 500], np.float32),
+                               np.tile(np.array([[260.0, 375.0]], np.float32), (6, 1)), 0.52)
+    assert face.face_landmarks(astronaut, bogus).presence < face.MIN_PRESENCE  # nothing face-like there
+    monkeypatch.setattr(face, "detect_faces", lambda image, settings=None: [bogus, *real])
+    lm = face.find_face(astronaut)
+    assert lm is not None
+    right_eye, left_eye = lm.eye_centres()
+    assert np.linalg.norm(right_eye - EYE_RIGHT_APPROX) < 10 and np.linalg.norm(left_eye - EYE_LEFT_APPROX) < 10
