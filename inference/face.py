@@ -363,8 +363,9 @@ def find_face(
 ) -> FaceLandmarks | None:
     """Landmarks of the main subject's face, or None. With a matte, faces whose centre lies outside the
     subject are ignored (people in the background); among the rest the largest that the landmark model confirms
-    wins. The matte also points at the head: the detector runs on square crops around it as well as on the whole frame, so a face that is
-    small in a wide frame (it needs ~1/8 of the detector's input) is still found (~10 ms per crop)."""
+    wins. The matte also points at the head: the detector runs on square crops around it as well as on the whole
+    frame, so a face that is small in a wide frame (it needs ~1/8 of the detector's input) is still found
+    (~10 ms per crop)."""
     detections = detect_faces(image_srgb, settings)
     if alpha is not None:
         h, w = alpha.shape[:2]

@@ -56,7 +56,8 @@ def sample_case(seed: int, subject_name: str, shared: Path) -> dict:
     # A posed body turns its own head (up to 40 degrees); the camera orbit then only adds a little. The scanned
     # bust cannot turn its head, so the camera orbits further.
     yaw_range = 15.0 if "pose" in subject else 35.0
-    camera = {"yaw_deg": round(float(rng.uniform(-yaw_range, yaw_range)), 3), "pitch_deg": round(float(rng.uniform(-8, 15)), 3),
+    camera = {"yaw_deg": round(float(rng.uniform(-yaw_range, yaw_range)), 3),
+              "pitch_deg": round(float(rng.uniform(-8, 15)), 3),
               "roll_deg": round(float(rng.uniform(-5, 5)), 3), "fov_deg": round(float(rng.uniform(24, 40)), 3)}
     return {"seed": seed, "subject": {"name": subject_name, **subject}, "camera": camera, **lights}
 

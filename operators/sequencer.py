@@ -37,7 +37,7 @@ from ..inference.settings import RelightSettings
 from . import jobs
 from .image_utils import blender_color_spaces
 from .lighting import output_folder, resolve_lighting
-from .shot_import import add_shot_node, consecutive_frames
+from .shot_import import add_shot_node, consecutive_frames, free_channel
 from .shot_settings import ShotOperator, relight_settings, shot_values
 
 STRIP_SUFFIX = "_relit"
@@ -135,16 +135,6 @@ def strip_sources(strip: "bpy.types.Strip", scene, out_dir: Path) -> tuple[list[
     return image_source_frames(files, out_dir, colorspace, spaces), [position[i] for _, i in pairs], None
 
 
-def free_channel(editor, strip) -> int:
-    """The lowest channel above `strip` with nothing overlapping its frame range."""
-    start, end = strip.frame_final_start, strip.frame_final_end
-    channel = strip.channel + 1
-    while any(s.channel == channel and s.frame_final_start < end and s.frame_final_end > start
-              for s in editor.strips_all):
-        channel += 1
-    return channel
-
-
 def _write_strip_exr(paths: FramePaths, strip_path: Path) -> None:
     write_passes(strip_path, {"composite": read_passes(paths.exr)["composite"]})
 
@@ -195,7 +185,8 @@ def relight_frames(frames: list[SourceFrame], out_dir: Path, lighting, settings:
             if not exr_chunks_intact(strip_path):
                 _write_strip_exr(paths, strip_path)
         except (RelightInputError, OSError) as exc:
-            reason = str(exc) if isinstance(exc, RelightInputError) else f"{exc.filename or frame.label}: {exc.strerror}"
+            reason = (str(exc) if isinstance(exc, RelightInputError)
+                      else f"{exc.filename or frame.label}: {exc.strerror}")
             failed[frame.label] = reason
             status = f"FAILED: {reason}"
         outputs.append(strip_path)
@@ -217,7 +208,8 @@ def add_relit_strip(scene, source_name: str, outputs: list[Path]) -> "bpy.types.
     old = editor.strips_all.get(name)
     if old is not None:  # re-running replaces the previous result
         editor.strips.remove(old)
-    strip = editor.strips.new_image(name, str(outputs[0]), free_channel(editor, source), source.frame_final_start)
+    start, end = source.frame_final_start, source.frame_final_end
+    strip = editor.strips.new_image(name, str(outputs[0]), free_channel(editor, start, end, source.channel + 1), start)
     for path in outputs[1:]:
         strip.elements.append(path.name)
     strip.colorspace_settings.name = "Linear Rec.709"

@@ -97,6 +97,15 @@ def add_shot_node(scene: "bpy.types.Scene", frames: list[tuple[int, Path]],
     return node
 
 
+def free_channel(editor, start: int, end: int, lowest: int = 1) -> int:
+    """The lowest channel from `lowest` up with no strip overlapping frames [start, end)."""
+    channel = lowest
+    while any(s.channel == channel and s.frame_final_start < end and s.frame_final_end > start
+              for s in editor.strips_all):
+        channel += 1
+    return channel
+
+
 def add_shot_strip(scene: "bpy.types.Scene", frames: list[tuple[int, Path]], pass_files: list[Path],
                    pass_name: str) -> "bpy.types.Strip":
     """An image strip of the pass files, frame `first` at scene frame `first`, above everything it overlaps."""
@@ -108,10 +117,7 @@ def add_shot_strip(scene: "bpy.types.Scene", frames: list[tuple[int, Path]], pas
     if old is not None:  # re-loading replaces the strip
         editor.strips.remove(old)
     start = frames[0][0] if len(frames) > 1 else scene.frame_current
-    channel = 1
-    while any(s.channel == channel and s.frame_final_start < start + len(frames) and s.frame_final_end > start
-              for s in editor.strips_all):
-        channel += 1
+    channel = free_channel(editor, start, start + len(frames))
     strip = editor.strips.new_image(name, str(pass_files[0]), channel, start)
     for path in pass_files[1:]:
         strip.elements.append(path.name)

@@ -254,6 +254,19 @@ def test_strip_colour_space_decodes_like_blender(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- compositor nodes
+def compositor_render_scene(size: int):
+    """A fresh scene that renders only its compositor, size x size, to 32-bit scene-linear EXR."""
+    scene = new_scene()
+    scene.camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    render = scene.render
+    render.resolution_x = render.resolution_y = size
+    render.resolution_percentage = 100
+    render.engine, render.use_compositing, render.use_sequencer = "BLENDER_WORKBENCH", True, False
+    render.image_settings.file_format, render.image_settings.color_depth = "OPEN_EXR", "32"
+    scene.view_settings.view_transform = "Standard"
+    return scene
+
+
 def test_compositor_movie_clip_reads_the_frame_at_the_current_frame(tmp_path):
     """The Movie Clip node's plate is the decoded movie frame Blender's compositor shows at the scene frame."""
     from portrait_relight.operators.blender_compat import compositor_output, compositor_tree
@@ -262,14 +275,8 @@ def test_compositor_movie_clip_reads_the_frame_at_the_current_frame(tmp_path):
 
     frames = grey_frames(6, size=32)
     movie_path = write_movie(tmp_path / "grey.mp4", frames)
-    scene = new_scene()
-    scene.camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    scene = compositor_render_scene(32)
     render = scene.render
-    render.resolution_x = render.resolution_y = 32
-    render.resolution_percentage = 100
-    render.engine, render.use_compositing, render.use_sequencer = "BLENDER_WORKBENCH", True, False
-    render.image_settings.file_format, render.image_settings.color_depth = "OPEN_EXR", "32"
-    scene.view_settings.view_transform = "Standard"
     clip = bpy.data.movieclips.load(str(movie_path))
     assert clip.source == "MOVIE"
     clip.frame_start, clip.frame_offset = 3, 1  # scene frame 3 shows movie frame 2
@@ -296,14 +303,7 @@ def test_compositor_movie_clip_reads_the_frame_at_the_current_frame(tmp_path):
 def sequence_node_scene(first_file: Path, cyclic: bool):
     from portrait_relight.operators.blender_compat import compositor_output, compositor_tree
 
-    scene = new_scene()
-    scene.camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
-    render = scene.render
-    render.resolution_x = render.resolution_y = 16
-    render.resolution_percentage = 100
-    render.engine, render.use_compositing, render.use_sequencer = "BLENDER_WORKBENCH", True, False
-    render.image_settings.file_format, render.image_settings.color_depth = "OPEN_EXR", "32"
-    scene.view_settings.view_transform = "Standard"
+    scene = compositor_render_scene(16)
     image = bpy.data.images.load(str(first_file))
     image.source = "SEQUENCE"
     tree = compositor_tree(scene)
