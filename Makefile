@@ -1,4 +1,5 @@
-# Portrait Relight — set-up, demo, tests, benchmark. Everything runs from a fresh clone with Python 3.11 + PyPI.
+# Portrait Relight — set-up, demo, tests, benchmark. A fresh clone needs Python 3.11 and PyPI; `make test` and
+# `make eval` also need ../shared beside the checkout (PORTRAIT_RELIGHT_SHARED points elsewhere).
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,8 +15,9 @@ export PYTHONUNBUFFERED := 1
 demo: models
 	$(PY) tools/demo.py --out out/demo $(if $(PLATE),--plate $(PLATE))
 
-# 2. All tests (.ci/run calls exactly this).
+# 2. All tests (.ci/run calls exactly this): the lint (ruff.toml), then the suite.
 test: models $(VENV)-tflite/.installed $(VENV)-bpy45/.installed
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -ra tests
 
 bench: models

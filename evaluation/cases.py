@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..inference.environment import Environment
 from ..inference.errors import RelightInputError
-from ..inference.exr import read_passes
-from ..inference.imageio import read_hdri
+from ..inference.io.exr import read_passes
+from ..inference.io.imageio import read_hdri
+from ..inference.lighting.environment import Environment
 
 GT_FILE = "gt.exr"
 META_FILE = "meta.json"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..inference.imageio import write_png
+from ..inference.io.imageio import write_png
 from ..inference.resample import resize
 from .metrics import METRIC_COLUMNS, display
 

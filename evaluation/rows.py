@@ -11,10 +11,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..inference import geometry, lightmaps, matting, pipeline
-from ..inference.environment import Environment
+from ..inference import pipeline
 from ..inference.errors import RelightInputError
+from ..inference.lighting.environment import Environment
 from ..inference.settings import RelightSettings
+from ..inference.stages import geometry, lightmaps, matting
 from .cases import GroundTruthCase, target_environment
 
 ROW_NAMES = ("ours", "naive composite", "oracle alpha", "oracle normals", "oracle normals+albedo",

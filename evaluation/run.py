@@ -26,7 +26,6 @@ from .report import contact_tiles, format_table, mean_rows, write_contact_sheet,
 from .rows import ROW_NAMES, MethodOutput, method_outputs
 
 
-
 @dataclass
 class CaseRun:
     name: str

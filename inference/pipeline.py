@@ -10,17 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import albedo as albedo_stage
-from . import geometry, lightmaps, matting, shading
-from .camera import camera_rays
-from .environment import Environment
-from .errors import RelightInputError
-from .exr import write_passes
-from .imageio import linear_to_srgb, read_plate, write_png
+from .errors import Cancelled, Progress, RelightInputError
+from .io.exr import write_passes
+from .io.imageio import linear_to_srgb, write_png
+from .lighting.camera import camera_rays
+from .lighting.environment import Environment
 from .resample import resize
 from .settings import RelightSettings
+from .stages import albedo as albedo_stage
+from .stages import geometry, lightmaps, matting, shading
 
-Progress = Callable[[str, float], None]
 STAGES = ("matting", "geometry", "albedo", "light_maps", "shading", "composite")
 
 
@@ -28,13 +27,6 @@ STAGES = ("matting", "geometry", "albedo", "light_maps", "shading", "composite")
 class RelightResult:
     passes: dict[str, np.ndarray]
     timings: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RelightOutput:
-    exr_path: Path
-    preview_path: Path
-    timings: dict[str, float]
 
 
 def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -98,8 +90,8 @@ def relight(plate: np.ndarray, environment: Environment, settings: RelightSettin
         now = time.perf_counter()
         timings[stage] = now - clock
         clock = now
-        if progress is not None:
-            progress(stage, (STAGES.index(stage) + 1) / len(STAGES))
+        if progress is not None and progress(stage, (STAGES.index(stage) + 1) / len(STAGES)) is False:
+            raise Cancelled(f"cancelled after {stage}")
 
     matte = matting.estimate_matte(plate, settings)
     alpha = matte.alpha
@@ -186,20 +178,3 @@ def relight_to_files(plate: np.ndarray, source_label: str | os.PathLike, exr_pat
         raise
     result.timings["write"] = time.perf_counter() - clock
     return result.timings
-
-
-def relight_file(plate_path: str | os.PathLike, out_dir: str | os.PathLike, environment: Environment,
-                 settings: RelightSettings = RelightSettings(), background: np.ndarray | None = None,
-                 progress: Progress | None = None, stem: str | None = None,
-                 prefiltered: lightmaps.PrefilteredEnvironment | None = None) -> RelightOutput:
-    """Read a plate, relight it, write DIR/<stem>.exr and DIR/<stem>_preview.png; both or neither.
-
-    Pass `prefiltered` (lightmaps.prefilter of `environment`) when relighting many frames under one light."""
-    plate_path, out_dir = Path(plate_path), Path(out_dir)
-    check_output_folder(out_dir)
-    plate = read_plate(plate_path)
-    stem = stem or plate_path.stem
-    exr_path, preview_path = out_dir / f"{stem}.exr", out_dir / f"{stem}_preview.png"
-    timings = relight_to_files(plate, plate_path, exr_path, preview_path, environment, settings, background,
-                               progress, prefiltered)
-    return RelightOutput(exr_path, preview_path, timings)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+DEFAULT_FOV_DEG = 40.0  # a portrait lens on full frame (~50 mm across the long side) when no camera says otherwise
+
 
 @dataclass(frozen=True)
 class RelightSettings:
@@ -17,7 +19,7 @@ class RelightSettings:
     models_dir: folder with ONNX models following inference/models/CONTRACTS.md; None = the bundled ones.
     """
 
-    fov_deg: float = 40.0
+    fov_deg: float = DEFAULT_FOV_DEG
     matting_resolution: int = 512
     specular_strength: float = 1.0
     threads: int = 0

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..inference.camera import camera_rays
-from ..inference.exr import read_passes, write_passes
+from ..inference.io.exr import read_passes, write_passes
+from ..inference.lighting.camera import camera_rays
 from . import lighting
 from .stage import AOV_ALBEDO, AOV_ROUGHNESS, Stage, stack
 from .subjects import SUBJECTS

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..inference.environment import pixel_directions, rotation_z
-from ..inference.imageio import read_hdri
+from ..inference.io.imageio import read_hdri
+from ..inference.lighting.environment import pixel_directions, rotation_z
 
 TARGET_MEAN_RADIANCE = 0.4  # exposure every HDRI is normalised to (before a random +-0.5 stop jitter)
 

@@ -15,7 +15,7 @@ A shard is one `.npz` (zip, deflate) of at most ~60 MB, so it travels to a GPU m
     cam_to_env                float32 (2, 3, 3): source, target (q = cam_to_env @ d_cam, CONVENTIONS.md)
     strength                  float32 (2,): source, target Environment strength
 - `panoramas/<k>`: each HDRI the shard's cases use, once, area-averaged to PANORAMA_SIZE (h, 2h) float32,
-  unscaled; a case's light is strength * panorama looked up at q (inference/environment.py rules), so light
+  unscaled; a case's light is strength * panorama looked up at q (inference/lighting/environment.py rules), so light
   maps can be recomputed on the GPU.
 
 `pack_cases` needs the HDRIs (lighting.hdri_pool, which asks bpy where Blender's bundled ones are); `iter_shard` /
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..inference.errors import RelightInputError
-from ..inference.imageio import atomic_target, commit_atomic, linear_to_srgb, srgb_to_linear
+from ..inference.io.imageio import atomic_target, commit_atomic, linear_to_srgb, srgb_to_linear
 
 FORMAT = "portrait-relight-lightstage-shard"
 FORMAT_VERSION = 1

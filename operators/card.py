@@ -6,7 +6,7 @@ own lights and world relight the subject in Cycles and EEVEE and it casts shadow
 - Its UVs run along camera +X (U) and +Y (V), so the mesh tangent/bitangent/normal are camera +X/+Y/+Z: the
   camera-space normal pass (OpenGL, CONVENTIONS.md) *is* the tangent-space normal map, encoded 0.5·n + 0.5.
 - Blender's Image Texture node reads only the first pass of a multilayer EXR (the pass choice is read-only from
-  Python), so the maps are split into one-pass EXRs beside the source (inference/card_passes.py) and each is an
+  Python), so the maps are split into one-pass EXRs beside the source (inference/io/card_passes.py) and each is an
   Image Texture; image sequences become SEQUENCE images whose image user follows the scene frame.
 - Material: Principled BSDF with the albedo as Base Color, the normal map through a tangent-space Normal Map
   node, the matte as Alpha, and roughness from a `roughness` pass when the EXR has one, else a skin-like constant.
@@ -20,13 +20,14 @@ from pathlib import Path
 
 import bpy
 
-from ..inference.card_passes import card_folder, exr_size, sequence_frames, split_card_maps
 from ..inference.errors import RelightInputError
+from ..inference.io.card_passes import card_folder, exr_size, split_card_maps
+from ..inference.shots.frames import sequence_frames
+from ..inference.shots.outputs import pass_file_source
 from . import jobs
 from .blender_compat import compositor_tree, material_node_tree
 from .compositor import PASSES_NODE as COMPOSITOR_PASSES_NODE
 from .preferences import addon_preferences, cache_folder
-from .sequencer import STRIP_SUFFIX as SEQUENCER_STRIP_SUFFIX
 from .world import camera_fov_deg
 
 CARD_NAME = "Relit Plate"
@@ -66,10 +67,9 @@ def default_relit_exr(scene: "bpy.types.Scene") -> str:
     strip = editor.active_strip if editor else None
     if strip is not None and strip.type == "IMAGE" and strip.elements:
         first = Path(bpy.path.abspath(strip.directory)) / strip.elements[0].filename
-        if first.stem.endswith(SEQUENCER_STRIP_SUFFIX):
-            full = first.with_name(first.stem[: -len(SEQUENCER_STRIP_SUFFIX)] + first.suffix)
-            if full.is_file():
-                return str(full)
+        full = pass_file_source(first)
+        if full is not None and full.is_file():
+            return str(full)
     return ""
 
 

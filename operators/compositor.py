@@ -3,8 +3,9 @@
 The plate is the frame the node shows at the scene's current frame: a still image as is; an image sequence or
 movie image (Image node: frame_start, frame_offset, frame_duration, use_cyclic, mapped as Blender's image user maps
 them) or a movie clip (Movie Clip node: clip.frame_start, clip.frame_offset) at that frame, movies decoded with
-PyAV (inference/sequence.Movie). Colours are decoded from the image's or clip's colorspace_settings like Blender
-(inference/colorspace.py). Movie and sequence frames are written as <stem>.<frame>.exr so frames do not collide.
+PyAV (inference/shots/sources.Movie). Colours are decoded from the image's or clip's colorspace_settings like
+Blender (inference/io/colorspace.py). Movie and sequence frames are written as <stem>.<frame>.exr so frames do not
+collide.
 
 Writes <output folder>/<plate stem>.exr (multilayer passes), then adds an Image node reading it, a Recombine
 group wired to it, and connects the group's composite to the compositor output (5.0: Group Output, 4.5: Composite
@@ -15,22 +16,23 @@ composite equals the EXR's composite pass at default gains.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import bpy
 import numpy as np
 
 from ..inference.errors import RelightInputError
-from ..inference.exr import write_passes
+from ..inference.io.exr import write_passes
 from ..inference.pipeline import check_output_folder, fit_background, relight
-from ..inference.sequence import MOVIE_PADDING, Movie
 from ..inference.settings import RelightSettings
+from ..inference.shots.frames import frame_file, split_frame_number
+from ..inference.shots.sources import MOVIE_PADDING, Movie
+from ..inference.shots.timeline import clip_frame, image_user_frame
 from ..nodes.recombine import ensure_recombine_group
 from . import jobs
 from .blender_compat import compositor_output, compositor_tree
 from .image_utils import array_to_image, blender_color_spaces, image_label, image_to_array
-from .lighting import output_folder, resolve_lighting
+from .lighting import output_folder, resolve_shot_lighting
 from .shot_settings import ShotOperator, relight_settings, shot_values
 
 PASSES_NODE = "Portrait Relight Passes"
@@ -48,37 +50,6 @@ def plate_node(tree: "bpy.types.NodeTree") -> "bpy.types.Node":
     if node.type == "MOVIECLIP" and node.clip is None:
         raise RelightInputError(None, f"compositor node '{node.name}' has no movie clip")
     return node
-
-
-def image_user_frame(current: int, start: int, offset: int, duration: int, cyclic: bool) -> int:
-    """The frame number an Image node shows at scene frame `current` (Blender's BKE_image_user_frame_get): the
-    sequence's file number, or the movie frame counted from 1."""
-    if duration <= 0:
-        return 0
-    frame = current - start + 1
-    if cyclic:
-        frame %= duration
-        if frame == 0:
-            frame = duration
-    frame = min(max(frame, 0), duration)
-    return frame + offset
-
-
-def clip_frame(current: int, start: int, offset: int) -> int:
-    """The movie frame (from 1) a Movie Clip shows at scene frame `current` (clip.frame_start, clip.frame_offset)."""
-    return current - start + offset + 1
-
-
-def sequence_file(path: str, number: int) -> Path:
-    """The file of frame `number` of an image sequence whose file path is any one of its frames: the last run of
-    digits in the file name is the frame number, padded to that run's width (Blender's sequence naming)."""
-    path = Path(path)
-    runs = list(re.finditer(r"\d+", path.stem))
-    if not runs:
-        raise RelightInputError(path, "image sequence file name has no frame number")
-    run = runs[-1]
-    stem = f"{path.stem[:run.start()]}{number:0{run.end() - run.start()}d}{path.stem[run.end():]}"
-    return path.with_name(stem + path.suffix)
 
 
 def read_movie_frame(path: str, frame: int, colorspace: str) -> tuple[np.ndarray, str]:
@@ -118,24 +89,30 @@ def read_node_plate(node: "bpy.types.Node", scene_frame: int) -> tuple[np.ndarra
                                   node.use_cyclic)
         if image.source == "MOVIE":
             return read_movie_frame(path, number, image.colorspace_settings.name)
-        frame_path = sequence_file(path, number)
-        if not frame_path.is_file():
-            raise RelightInputError(frame_path, f"frame file of scene frame {scene_frame} not found")
-        return read_file_frame(frame_path, image.colorspace_settings.name)
+        return read_file_frame(_frame_file(path, number, scene_frame), image.colorspace_settings.name)
     clip = node.clip
     path = os.path.normpath(bpy.path.abspath(clip.filepath, library=clip.library))
     if clip.source == "MOVIE":
         return read_movie_frame(path, clip_frame(scene_frame, clip.frame_start, clip.frame_offset),
                                 clip.colorspace_settings.name)
     # an image sequence clip: its file path is its first frame; clip frame n is n - 1 files further on
-    digits = re.findall(r"\d+", Path(path).stem)
-    frame_path = Path(path)
-    if digits:
-        number = int(digits[-1]) + clip_frame(scene_frame, clip.frame_start, clip.frame_offset) - 1
-        frame_path = sequence_file(path, number)
+    first = split_frame_number(Path(path).name)
+    offset = clip_frame(scene_frame, clip.frame_start, clip.frame_offset) - 1
+    frame_path = Path(path) if first is None else _frame_file(path, first.number + offset, scene_frame)
     if not frame_path.is_file():
         raise RelightInputError(frame_path, f"frame file of scene frame {scene_frame} not found")
     return read_file_frame(frame_path, clip.colorspace_settings.name)
+
+
+def _frame_file(path: str, number: int, scene_frame: int) -> Path:
+    """The existing file of frame `number` of the image sequence `path` belongs to."""
+    try:
+        frame_path = frame_file(path, number)
+    except ValueError as exc:
+        raise RelightInputError(path, "image sequence file name has no frame number") from exc
+    if not frame_path.is_file():
+        raise RelightInputError(frame_path, f"frame file of scene frame {scene_frame} not found")
+    return frame_path
 
 
 def relight_to_exr(plate, lighting, settings: RelightSettings, exr_path: Path, progress):
@@ -207,7 +184,7 @@ class PORTRAIT_RELIGHT_OT_compositor_relight(ShotOperator, bpy.types.Operator):
             plate, stem = read_node_plate(source, scene.frame_current)
             height, width = plate.shape[:2]
             values = shot_values(scene, self)
-            lighting = resolve_lighting(values, scene, width, height)
+            lighting = resolve_shot_lighting(values, scene, width, height)
             settings = relight_settings(context, values, lighting.fov_deg)
             out_dir = Path(output_folder(values))
             check_output_folder(out_dir)

@@ -5,7 +5,7 @@ Layouts:
   For float images (EXR/HDR: `is_float`) the buffer is already scene-linear (Blender converts from
   `colorspace_settings.name` on load: measured for ACEScg and Linear Rec.2020 EXRs in tests/test_colorspace.py);
   for byte images (PNG/JPG) it holds the encoded values /255 in `colorspace_settings.name`, converted here with
-  Blender's own OCIO config (inference/colorspace.py), as Blender converts them.
+  Blender's own OCIO config (inference/io/colorspace.py), as Blender converts them.
 - Ours (ARCHITECTURE.md): (H, W, 3) float32 scene-linear Rec.709, row 0 = top.
 
 Everything that touches `Image.pixels` lives here so the row flip and colour decoding happen exactly once.
@@ -19,8 +19,8 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from ..inference.colorspace import ColorSpaces, color_spaces
 from ..inference.errors import RelightInputError
+from ..inference.io.colorspace import ColorSpaces, color_spaces
 
 
 def blender_config_path() -> Path | None:
@@ -94,15 +94,4 @@ def array_to_image(
         rgba[..., 3] = alpha
     image.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).ravel())
     image.update()
-    return image
-
-
-def load_image_file(path: str, colorspace: str | None = None) -> "bpy.types.Image":
-    """Load a file as a Blender image (reusing one already loaded), optionally forcing its colour space."""
-    try:
-        image = bpy.data.images.load(path, check_existing=True)
-    except RuntimeError as exc:
-        raise RelightInputError(path, f"Blender cannot read this image ({exc})") from exc
-    if colorspace:
-        image.colorspace_settings.name = colorspace
     return image

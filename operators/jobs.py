@@ -8,8 +8,9 @@ in a worker thread) and `apply(result)` (bpy, from a `bpy.app.timers` callback o
   loops over frames puts "frame n/N" in `stage` and calls `progress.frame_done(text)` once per frame (one line on
   stdout).
 - Cancelling (Esc, caught by the PORTRAIT_RELIGHT_OT_watch_jobs modal operator) sets a threading.Event; the next
-  `progress` call in the worker raises JobCancelled, so work stops between pipeline stages or frames. Outputs are
-  written atomically (temp file + rename), so a cancelled job leaves only complete files, and re-running resumes.
+  `progress` call in the worker raises inference.errors.Cancelled, so work stops between pipeline stages or frames.
+  Outputs are written atomically (temp file + rename), so a cancelled job leaves only complete files, and re-running
+  resumes.
 - `Job.step()` is the timer callback, a plain method (tests call it in a loop in place of Blender's event loop).
   Errors in the work or in `apply` are reported (popup + console), never raised into Blender's timer loop.
 - In background mode (`blender -b`) there is no event loop to run timers: `start` runs the work and `apply`
@@ -26,16 +27,10 @@ from typing import Any
 
 import bpy
 
-from ..inference.errors import RelightInputError
+from ..inference.errors import Cancelled, RelightInputError
 
 POLL_SECONDS = 0.25
 PROGRESS_STEPS = 1000  # the progress bar's range: fractions are shown to 0.1 %
-
-
-class JobCancelled(Exception):
-    """Raised inside the worker by the progress callback once the job was asked to stop.
-
-    Work functions that catch exceptions per frame must re-raise this one (catch it first)."""
 
 
 def format_eta(seconds: float) -> str:
@@ -45,7 +40,7 @@ def format_eta(seconds: float) -> str:
 
 
 class Progress:
-    """The callable handed to `work`: progress(stage, fraction); raises JobCancelled once cancel was asked."""
+    """The callable handed to `work`: progress(stage, fraction); raises Cancelled once cancel was asked."""
 
     def __init__(self, job: "Job"):
         self._job = job
@@ -55,7 +50,7 @@ class Progress:
         with job.lock:
             job.stage, job.fraction = stage, min(max(float(fraction), 0.0), 1.0)
         if job.cancel_event.is_set():
-            raise JobCancelled(f"{job.title}: cancelled")
+            raise Cancelled(f"{job.title}: cancelled")
 
     def frame_done(self, text: str) -> None:
         """One line per finished (or skipped, or failed) frame: on stdout, and kept as the job's last message."""
@@ -63,7 +58,7 @@ class Progress:
             self._job.lines.append(text)
         print(f"{self._job.title}: {text}", flush=True)
         if self._job.cancel_event.is_set():
-            raise JobCancelled(f"{self._job.title}: cancelled")
+            raise Cancelled(f"{self._job.title}: cancelled")
 
 
 class Job:
@@ -92,7 +87,7 @@ class Job:
     def _run(self) -> None:
         try:
             self.result = self.work(Progress(self))
-        except JobCancelled:
+        except Cancelled:
             self.cancelled = True
         except RelightInputError as exc:
             self.error = str(exc)

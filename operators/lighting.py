@@ -1,35 +1,26 @@
-"""Lighting sources shared by the compositor and sequencer operators, and their resolution to an Environment.
+"""The shot settings' lighting source (world / HDRI file / background) resolved to a Lighting, on the main thread
+(the world and its image are bpy data); the result is plain numpy that the worker thread can use.
 
 The options themselves are the shot settings (shot_settings.ShotValues: lighting, hdri_path, hdri_rotation,
-background_path, output_dir). Resolution runs on the main thread (the world and its image are bpy data); the
-result is plain numpy that the worker thread can use.
+background_path, output_dir); the resolution rules are inference/lighting/sources.py's, shared with ./relight.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import bpy
 import numpy as np
 
-from ..inference.environment import Environment
 from ..inference.errors import RelightInputError
-from ..inference.imageio import read_hdri, read_plate
+from ..inference.io.imageio import read_plate
+from ..inference.lighting.sources import Lighting, resolve_lighting
+from ..inference.settings import DEFAULT_FOV_DEG
 from .world import camera_fov_deg, world_lighting
 
-DEFAULT_FOV_DEG = 40.0
 LIGHTING_ITEMS = (
     ("WORLD", "Scene World", "The scene world's HDRI, seen from the active camera"),
     ("HDRI", "HDRI File", "An equirectangular HDRI whose centre is straight ahead of the camera"),
     ("BACKGROUND", "Background Image", "A panorama estimated from a background image"),
 )
-
-
-@dataclass
-class Lighting:
-    environment: Environment
-    fov_deg: float
-    background: np.ndarray | None  # (H, W, 3) scene-linear plate to composite onto, when one was chosen
 
 
 def scene_camera_fov(scene: "bpy.types.Scene", width: int, height: int) -> float:
@@ -39,25 +30,21 @@ def scene_camera_fov(scene: "bpy.types.Scene", width: int, height: int) -> float
     return DEFAULT_FOV_DEG
 
 
-def resolve_lighting(props, scene: "bpy.types.Scene", width: int, height: int) -> Lighting:
+def resolve_shot_lighting(props, scene: "bpy.types.Scene", width: int, height: int) -> Lighting:
     """Read whatever the chosen lighting source needs; raises RelightInputError naming the bad file."""
-    background = None
-    if props.background_path:
-        background = read_plate(bpy.path.abspath(props.background_path))
+    background = read_plate(bpy.path.abspath(props.background_path)) if props.background_path else None
     if props.lighting == "WORLD":
-        lit = world_lighting(scene, width, height)
-        return Lighting(lit.environment, lit.fov_deg, background)
+        return resolve_lighting(world=lambda: world_lighting(scene, width, height), background=background)
     fov = scene_camera_fov(scene, width, height)
     if props.lighting == "HDRI":
         if not props.hdri_path:
             raise RelightInputError(None, "choose an HDRI file (or another lighting source)")
-        radiance = read_hdri(bpy.path.abspath(props.hdri_path))
-        return Lighting(Environment.centred(radiance, np.degrees(props.hdri_rotation)), fov, background)
+        return resolve_lighting(hdri=bpy.path.abspath(props.hdri_path),
+                                hdri_rotation_deg=float(np.degrees(props.hdri_rotation)), background=background,
+                                fov_deg=fov)
     if background is None:
         raise RelightInputError(None, "Background Image lighting needs a background image")
-    from ..inference.panorama import estimate_environment
-
-    return Lighting(estimate_environment(background, fov), fov, background)
+    return resolve_lighting(background=background, fov_deg=fov)
 
 
 def output_folder(props) -> str:

@@ -2,7 +2,7 @@
 
 `settings_from_preferences(context, fov_deg)` is how operators build their RelightSettings: it applies the numba
 cache location (before pymatting is first imported, which happens lazily in the worker) and checks the user
-models folder against the model contracts (inference/model_contracts.py), raising RelightInputError that names
+models folder against the model contracts (inference/models/contracts.py), raising RelightInputError that names
 the bad file. Outside an enabled add-on (tests importing the package, `./relight`) there are no preferences and
 the defaults apply.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import bpy
 
 from ..inference.errors import RelightInputError
-from ..inference.model_contracts import check_models_dir
+from ..inference.models.contracts import check_models_dir
 from ..inference.settings import RelightSettings
 
 # The extension's root package (this module lives in <root>.operators): "bl_ext.<repo>.portrait_relight" when

@@ -1,6 +1,6 @@
 """Operator "Load Relit Shot": bring a shot relit elsewhere (./relight, a farm chunk, `blender -b -c`) into the scene.
 
-Given one file of `DIR/<name>.####.exr` (multilayer passes, inference/sequence.py), it adds:
+Given one file of `DIR/<name>.####.exr` (multilayer passes, inference/shots/), it adds:
 - Compositor: an Image node on the EXR sequence (`source = 'SEQUENCE'`) whose frame settings make scene frame F
   show file F (`frame_start` = first file frame, `frame_offset` = first - 1, `frame_duration` = the range), so
   every pass is a socket that follows the timeline.
@@ -16,10 +16,9 @@ from pathlib import Path
 
 import bpy
 
-from ..inference.card_passes import sequence_frames
 from ..inference.errors import RelightInputError
-from ..inference.exr import read_passes, write_passes
-from ..inference.sequence import exr_chunks_intact, format_frames
+from ..inference.shots.frames import format_frames, sequence_frames
+from ..inference.shots.outputs import write_pass_files
 from . import jobs
 from .blender_compat import compositor_tree
 
@@ -38,38 +37,6 @@ def shot_frames(path: Path) -> list[tuple[int, Path]]:
         raise RelightInputError(path, f"the shot is missing frames {format_frames(missing)} (a render still "
                                       "running or failed?); relight them first")
     return frames if len(frames) > 1 else [(1, path)]
-
-
-def pass_file(frame_file: Path, pass_name: str) -> Path:
-    return frame_file.with_name(f"{frame_file.stem}_{pass_name}.exr")
-
-
-def write_pass_files(frames: list[tuple[int, Path]], pass_name: str, progress) -> list[Path]:
-    """Worker-thread part: the one-pass EXR of `pass_name` for every frame (kept when newer than its source)."""
-    outputs = []
-    for index, (_number, source) in enumerate(frames):
-        progress(f"frame {index + 1}/{len(frames)}", index / len(frames))
-        target = pass_file(source, pass_name)
-        if not (exr_chunks_intact(target) and target.stat().st_mtime_ns >= source.stat().st_mtime_ns):
-            passes = read_passes(source)
-            if pass_name not in passes:
-                raise RelightInputError(source, f"has no '{pass_name}' pass (not a Portrait Relight EXR?)")
-            write_passes(target, {pass_name: passes[pass_name]})
-        outputs.append(target)
-    progress("done", 1.0)
-    return outputs
-
-
-def consecutive_frames(files: list[Path]) -> list[tuple[int, Path]] | None:
-    """[(frame, file)] when `files` are, in order, one numbered sequence with consecutive frame numbers (what an
-    Image node can play), else None."""
-    numbers = {path: number for number, path in sequence_frames(files[0])}
-    frames = [(numbers.get(path), path) for path in files]
-    if len(files) < 2 or any(n is None for n, _ in frames):
-        return None
-    if [n for n, _ in frames] != list(range(frames[0][0], frames[0][0] + len(frames))):
-        return None
-    return frames
 
 
 def add_shot_node(scene: "bpy.types.Scene", frames: list[tuple[int, Path]],
@@ -153,7 +120,7 @@ class PORTRAIT_RELIGHT_OT_load_relit_shot(bpy.types.Operator):
             add_shot_node(context.scene, frames)
             if self.add_strip:
                 def work(progress):
-                    return write_pass_files(frames, pass_name, progress)
+                    return write_pass_files([path for _, path in frames], pass_name, progress)
 
                 def apply(pass_files):
                     add_shot_strip(bpy.data.scenes[scene_name], frames, pass_files, pass_name)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 
-from ..inference.environment import Environment
 from ..inference.errors import RelightInputError
+from ..inference.lighting.environment import Environment
 from .blender_compat import world_node_tree
 from .image_utils import image_label, image_to_array
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from portrait_relight.inference import albedo, exr, shading
-from portrait_relight.inference.camera import camera_rays
+from portrait_relight.inference.io import exr
+from portrait_relight.inference.lighting.camera import camera_rays
+from portrait_relight.inference.stages import albedo, shading
 
 
 def sphere(size: int = 96):

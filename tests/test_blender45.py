@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from blender_scripts import FOREST_WORLD_SCENE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PYTHON45 = REPO_ROOT / ".venv-bpy45" / "bin" / "python"
@@ -42,22 +43,7 @@ SCRIPT = textwrap.dedent(
     from portrait_relight.operators import blender_compat
     result["compositor_groups"] = blender_compat.COMPOSITOR_GROUPS
 
-    worlds = bpy.utils.system_resource("DATAFILES", path="studiolights/world")
-    scene = bpy.context.scene
-    world = bpy.data.worlds.new("HDRI World")
-    world.use_nodes = True  # 4.5: a new world has no nodes
-    tree = world.node_tree
-    texture = tree.nodes.new("ShaderNodeTexEnvironment")
-    texture.image = bpy.data.images.load(os.path.join(worlds, "forest.exr"))
-    tree.links.new(texture.outputs["Color"], tree.nodes["Background"].inputs["Color"])
-    scene.world = world
-    if scene.camera is None:
-        camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
-        scene.collection.objects.link(camera)
-        scene.camera = camera
-    render = scene.render
-    render.resolution_x = render.resolution_y = %(size)d
-    render.resolution_percentage = 100
+    %(world_scene)s
 
     # Compositor: 4.5 keeps it in scene.node_tree, output through the Composite node.
     scene.use_nodes = True
@@ -113,7 +99,7 @@ SCRIPT = textwrap.dedent(
     package.unregister()
     print("RESULT " + json.dumps(result))
     """
-) % {"size": SIZE}
+) % {"world_scene": FOREST_WORLD_SCENE % {"size": SIZE}}
 
 
 def test_blender45_compositor_and_sequencer(tmp_path):
@@ -122,8 +108,8 @@ def test_blender45_compositor_and_sequencer(tmp_path):
     from PIL import Image
     from skimage import data
 
-    from portrait_relight.inference.exr import read_passes
-    from portrait_relight.inference.imageio import read_plate
+    from portrait_relight.inference.io.exr import read_passes
+    from portrait_relight.inference.io.imageio import read_plate
 
     astronaut = Image.fromarray(data.astronaut()).resize((SIZE, SIZE), Image.LANCZOS)
     plate = tmp_path / "astronaut.png"
@@ -180,11 +166,11 @@ def test_blender45_compositor_and_sequencer(tmp_path):
     strips = {s[0]: s for s in result["strips"]}
     name, channel, start, duration, directory, files = strips["plate_relit"]
     assert (channel, start, duration) == (2, 2, 2)
-    assert files == ["shot.0002_relit.exr", "shot.0003_relit.exr"]
+    assert files == ["shot.0002_composite.exr", "shot.0003_composite.exr"]
     assert not (Path(directory) / "shot.0001.exr").exists()
     composites = []
     for stem in ("shot.0002", "shot.0003"):
-        shown = read_passes(Path(directory) / f"{stem}_relit.exr")
+        shown = read_passes(Path(directory) / f"{stem}_composite.exr")
         full = read_passes(Path(directory) / f"{stem}.exr")
         np.testing.assert_allclose(shown["composite"], full["composite"], atol=1e-3)
         composites.append(full["composite"])
@@ -240,7 +226,7 @@ def test_blender45_validates_and_installs_the_extension_zip(extension_zip45, tmp
     from PIL import Image
     from skimage import data
 
-    from portrait_relight.inference.exr import read_passes
+    from portrait_relight.inference.io.exr import read_passes
 
     blender_ext = next(SITE_PACKAGES45.glob("bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
     done = subprocess.run([str(PYTHON45), str(blender_ext), "validate", str(extension_zip45)],

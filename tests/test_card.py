@@ -15,9 +15,10 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from portrait_relight.inference.card_passes import card_maps, sequence_frames  # noqa: E402
 from portrait_relight.inference.errors import RelightInputError  # noqa: E402
-from portrait_relight.inference.exr import write_passes  # noqa: E402
+from portrait_relight.inference.io.card_passes import card_maps  # noqa: E402
+from portrait_relight.inference.io.exr import write_passes  # noqa: E402
+from portrait_relight.inference.shots.frames import sequence_frames  # noqa: E402
 from portrait_relight.operators import card as card_module  # noqa: E402
 from portrait_relight.operators.image_utils import image_to_array  # noqa: E402
 

@@ -104,7 +104,7 @@ def make_world_blend(path: Path, hdri: Path | None, mapping_z_deg: float = 0.0) 
 
 
 def read_outputs(out: Path, stem: str = "astronaut") -> dict:
-    from portrait_relight.inference.exr import read_passes
+    from portrait_relight.inference.io.exr import read_passes
 
     assert sorted(p.name for p in out.iterdir()) == [f"{stem}.exr", f"{stem}_preview.png"]
     passes = read_passes(out / f"{stem}.exr")
@@ -209,8 +209,8 @@ def test_colorspace_option(files, tmp_path):
     """--colorspace: an ACEScg EXR of the plate relights like the sRGB PNG it came from; unknown names exit 2."""
     import PyOpenColorIO as OCIO
 
-    from portrait_relight.inference.colorspace import blender_config_path
-    from portrait_relight.inference.imageio import read_plate
+    from portrait_relight.inference.io.colorspace import blender_config_path
+    from portrait_relight.inference.io.imageio import read_plate
 
     config = OCIO.Config.CreateFromFile(str(blender_config_path()))
     aces = read_plate(files["plate"]).copy()

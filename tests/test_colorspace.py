@@ -1,4 +1,4 @@
-"""Colour spaces (inference/colorspace.py) against Blender itself: a byte PNG and a float EXR tagged with each colour
+"""Colour spaces (inference/io/colorspace.py) against Blender itself: a byte PNG and a float EXR tagged with each colour
 space go through Blender's compositor (Image node -> output, rendered to a 32-bit EXR: Blender's scene-linear),
 in bpy 5.0 in-process and in bpy 4.5 (.venv-bpy45) by subprocess, and must equal our OCIO conversion with the same
 Blender config. Also: the built-in fallback without a config, plates read in a colour space (read_plate_in), and
@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from portrait_relight.inference.colorspace import ColorSpaces, blender_config_path
 from portrait_relight.inference.errors import RelightInputError
-from portrait_relight.inference.imageio import read_plate, srgb_to_linear
-from portrait_relight.inference.sequence import read_plate_in
+from portrait_relight.inference.io.colorspace import ColorSpaces, blender_config_path, read_plate_in
+from portrait_relight.inference.io.imageio import read_plate, srgb_to_linear
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PYTHON45 = REPO_ROOT / ".venv-bpy45" / "bin" / "python"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from portrait_relight.inference.camera import camera_rays
-from portrait_relight.inference.environment import Environment
-from portrait_relight.inference.imageio import read_hdri
+from portrait_relight.inference.io.imageio import read_hdri
+from portrait_relight.inference.lighting.camera import camera_rays
+from portrait_relight.inference.lighting.environment import Environment
 
 
 def exact_view(environment: Environment, width: int, height: int, fov: float) -> np.ndarray:

@@ -15,12 +15,12 @@ from portrait_relight.evaluation.cases import find_cases, read_case
 from portrait_relight.evaluation.report import CONTACT_COLUMNS, format_table, json_safe, mean_rows
 from portrait_relight.evaluation.rows import ROW_NAMES, case_settings
 from portrait_relight.evaluation.run import evaluate_case, main
-from portrait_relight.inference import geometry, lightmaps, matting
-from portrait_relight.inference.camera import camera_rays
-from portrait_relight.inference.environment import CAMERA_TO_CENTRED_PANORAMA, Environment, rotation_z
-from portrait_relight.inference.imageio import read_hdri, srgb_to_linear
+from portrait_relight.inference.io.imageio import read_hdri, srgb_to_linear
+from portrait_relight.inference.lighting.camera import camera_rays
+from portrait_relight.inference.lighting.environment import CAMERA_TO_CENTRED_PANORAMA, Environment, rotation_z
 from portrait_relight.inference.resample import resize
 from portrait_relight.inference.settings import RelightSettings
+from portrait_relight.inference.stages import geometry, lightmaps, matting
 
 
 def disc(height: int, width: int, cy: int, cx: int, radius: int) -> np.ndarray:

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from blender_scripts import FOREST_WORLD_SCENE
+
+from portrait_relight.inference.models.registry import MODELS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("PORTRAIT_RELIGHT_CACHE", Path.home() / ".cache" / "portrait_relight"))
@@ -37,21 +40,7 @@ SCRIPT = textwrap.dedent(
     import onnxruntime, OpenEXR, pymatting
     result["wheel_paths"] = [onnxruntime.__file__, OpenEXR.__file__, pymatting.__file__]
 
-    worlds = bpy.utils.system_resource("DATAFILES", path="studiolights/world")
-    scene = bpy.context.scene
-    world = bpy.data.worlds.new("HDRI World")
-    tree = world.node_tree
-    texture = tree.nodes.new("ShaderNodeTexEnvironment")
-    texture.image = bpy.data.images.load(os.path.join(worlds, "forest.exr"))
-    tree.links.new(texture.outputs["Color"], tree.nodes["Background"].inputs["Color"])
-    scene.world = world
-    if scene.camera is None:
-        camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
-        scene.collection.objects.link(camera)
-        scene.camera = camera
-    render = scene.render
-    render.resolution_x = render.resolution_y = 256
-    render.resolution_percentage = 100
+    %(world_scene)s
 
     comp = bpy.data.node_groups.new("Compositing", "CompositorNodeTree")
     scene.compositing_node_group = comp
@@ -83,7 +72,7 @@ SCRIPT = textwrap.dedent(
                          [e.filename for e in s.elements]) for s in editor.strips_all]
     print("RESULT " + json.dumps(result))
     """
-)
+) % {"world_scene": FOREST_WORLD_SCENE % {"size": 256}}
 
 
 def isolated_pythonpath(tmp_path: Path) -> Path:
@@ -111,7 +100,8 @@ def extension_zip(tmp_path_factory) -> Path:
 def test_zip_contents(extension_zip):
     names = zipfile.ZipFile(extension_zip).namelist()
     assert "blender_manifest.toml" in names and "__init__.py" in names
-    assert any(n.startswith("inference/models/") and n.endswith(".onnx") for n in names)
+    shipped = {n.removeprefix("inference/models/") for n in names if n.endswith(".onnx")}
+    assert shipped == {spec.file_name for spec in MODELS.values()}  # the registry's models, nothing else
     wheels = {n.split("/")[1].split("-")[0].lower() for n in names if n.startswith("wheels/")}
     assert {"onnxruntime", "openexr", "pymatting", "numba", "llvmlite", "scipy", "pillow"} <= wheels
     assert "numpy" not in wheels  # Blender ships numpy
@@ -124,8 +114,8 @@ def test_installed_extension_relights_in_compositor_and_sequencer(extension_zip,
     from PIL import Image
     from skimage import data
 
-    from portrait_relight.inference.exr import read_passes
-    from portrait_relight.inference.imageio import read_plate
+    from portrait_relight.inference.io.exr import read_passes
+    from portrait_relight.inference.io.imageio import read_plate
 
     plate = tmp_path / "astronaut.png"
     Image.fromarray(data.astronaut()).resize((256, 256), Image.LANCZOS).save(plate)
@@ -167,7 +157,7 @@ def test_installed_extension_relights_in_compositor_and_sequencer(extension_zip,
     assert result["sequencer_op"] == ["FINISHED"]
     strips = {s[0]: s for s in result["strips"]}
     name, channel, start, directory, files = strips["plate_relit"]
-    assert channel == 2 and start == 1 and files == ["astronaut_relit.exr"]
+    assert channel == 2 and start == 1 and files == ["astronaut_composite.exr"]
     shown = read_passes(Path(directory) / files[0])
     full = read_passes(Path(directory) / "astronaut.exr")
     np.testing.assert_allclose(shown["composite"], full["composite"], atol=1e-3)

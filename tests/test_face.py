@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from portrait_relight.inference import face
-from portrait_relight.inference.onnx_session import BUNDLED_MODELS_DIR
+from portrait_relight.inference.models.registry import FACE_DETECTOR, FACE_LANDMARKS
+from portrait_relight.inference.models.session import BUNDLED_MODELS_DIR
+from portrait_relight.inference.stages import face
 
 # Measured once by eye on skimage.data.astronaut() (512x512): the face spans about x 180..272, y 75..180 and the
 # eyes sit near (204, 101) and (247, 104). The regions below are generous on purpose.
@@ -17,7 +18,7 @@ EYE_LEFT_APPROX = (247.0, 104.0)
 
 @pytest.fixture(scope="module", autouse=True)
 def _models_present():
-    for name in (face.DETECTOR_MODEL, face.LANDMARK_MODEL):
+    for name in (FACE_DETECTOR.name, FACE_LANDMARKS.name):
         if not (BUNDLED_MODELS_DIR / f"{name}.onnx").is_file():
             pytest.fail(f"{name}.onnx missing in {BUNDLED_MODELS_DIR}: run `make models`")
 
@@ -139,8 +140,8 @@ def test_no_face_in_noise():
 
 @pytest.fixture(scope="module")
 def astronaut_matte(astronaut) -> np.ndarray:
-    from portrait_relight.inference.imageio import srgb_to_linear
-    from portrait_relight.inference.matting import estimate_matte
+    from portrait_relight.inference.io.imageio import srgb_to_linear
+    from portrait_relight.inference.stages.matting import estimate_matte
 
     return estimate_matte(srgb_to_linear(astronaut)).alpha
 
@@ -180,8 +181,8 @@ def test_small_face_in_a_wide_plate_is_found(astronaut, astronaut_matte, face_fr
 
 def test_small_face_reaches_the_geometry(astronaut, astronaut_matte):
     """Through geometry's reduced copy of the plate (what the pipeline runs): landmarks, so no 'no person'."""
-    from portrait_relight.inference import geometry
-    from portrait_relight.inference.imageio import srgb_to_linear
+    from portrait_relight.inference.io.imageio import srgb_to_linear
+    from portrait_relight.inference.stages import geometry
 
     plate, alpha, scale = _wide_plate(astronaut, astronaut_matte, 0.07, 1200, 380)
     result = geometry.estimate_normals(srgb_to_linear(plate), alpha)

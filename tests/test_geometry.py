@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from portrait_relight.inference import face, geometry
-from portrait_relight.inference.imageio import srgb_to_linear
-from portrait_relight.inference.onnx_session import BUNDLED_MODELS_DIR
+from portrait_relight.inference.io.imageio import srgb_to_linear
+from portrait_relight.inference.models.registry import FACE_DETECTOR, FACE_LANDMARKS
+from portrait_relight.inference.models.session import BUNDLED_MODELS_DIR
+from portrait_relight.inference.stages import face, geometry
 
 
 def _disc(height, width, cx, cy, radius, soft=0.0):
@@ -66,7 +67,7 @@ def test_frame_cut_is_not_a_silhouette():
 def astronaut_linear() -> np.ndarray:
     from skimage import data
 
-    for name in (face.DETECTOR_MODEL, face.LANDMARK_MODEL):
+    for name in (FACE_DETECTOR.name, FACE_LANDMARKS.name):
         if not (BUNDLED_MODELS_DIR / f"{name}.onnx").is_file():
             pytest.fail(f"{name}.onnx missing in {BUNDLED_MODELS_DIR}: run `make models`")
     return srgb_to_linear(data.astronaut().astype(np.float32) / 255.0)

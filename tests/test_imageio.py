@@ -7,8 +7,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from portrait_relight.inference import imageio
 from portrait_relight.inference.errors import RelightInputError
+from portrait_relight.inference.io import imageio
 
 
 @pytest.fixture(scope="module")

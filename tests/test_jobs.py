@@ -100,7 +100,7 @@ def test_progress_reaches_window_manager_and_apply_runs_on_main_thread():
     for i in range(4):
         now[0] = 100.0 + 10.0 * (i + 1)
         expected = round((i + 0.5) / 4 * jobs.PROGRESS_STEPS)
-        assert pump(job, until=lambda e=expected: wm.updates and wm.updates[-1] == expected) is not None
+        assert pump(job, until=lambda e=expected: wm.updates and wm.updates[-1] == e) is not None
         assert f"frame {i + 1}/4 matting" in wm.status[-1]
         gates[i].set()
     # frame 4 of 4 half done after 40 s: 5.7 s left
@@ -201,12 +201,14 @@ def test_background_start_runs_synchronously(capsys):
 # ------------------------------------------------------------------------------------------- sequencer resume
 @pytest.fixture(scope="module")
 def registered():
-    from portrait_relight.operators import sequencer, shot_settings
+    from portrait_relight.operators import sequencer, shot_import, shot_settings
 
     jobs.register()
     shot_settings.register()
     sequencer.register()
+    shot_import.register()
     yield
+    shot_import.unregister()
     sequencer.unregister()
     shot_settings.unregister()
     jobs.unregister()
@@ -244,14 +246,14 @@ def strip_scene(frames: list[Path], out_dir: Path):
 
 
 def test_sequencer_resume_redoes_only_the_missing_frame(registered, tmp_path):
-    from portrait_relight.inference.exr import read_passes
+    from portrait_relight.inference.io.exr import read_passes
 
     frames = astronaut_sequence(tmp_path / "plates")
     scene = strip_scene(frames, tmp_path / "out")
     assert bpy.ops.portrait_relight.sequencer_relight() == {"FINISHED"}
     folder = tmp_path / "out" / "plate"
     exrs = [folder / f"plate.{frame:04d}.exr" for frame in (1, 2, 3)]
-    shown = [folder / f"plate.{frame:04d}_relit.exr" for frame in (1, 2, 3)]
+    shown = [folder / f"plate.{frame:04d}_composite.exr" for frame in (1, 2, 3)]
     assert all(p.is_file() for p in exrs + shown)
     before = {p: p.stat().st_mtime_ns for p in exrs + shown}
     reference = read_passes(exrs[1])
@@ -269,36 +271,48 @@ def test_sequencer_resume_redoes_only_the_missing_frame(registered, tmp_path):
     assert strip.channel == 2 and sum(s.name.startswith("plate_relit") for s in editor.strips_all) == 1
     assert not list(folder.glob(".*"))  # no temp or lock files left
 
+    # Load Relit Shot on the same folder: its strip of the *relit* pass must show the relit pass, not a single-pass
+    # file the Sequencer wrote for its composite strip (they once shared the name <stem>_relit.exr).
+    assert bpy.ops.portrait_relight.load_relit_shot(filepath=str(exrs[0]), strip_pass="relit") == {"FINISHED"}
+    loaded = editor.strips_all["plate_relit"]  # "<shot>_<pass>": it replaces the Sequencer's strip of that name
+    assert [e.filename for e in loaded.elements] == [f"plate.{frame:04d}_relit.exr" for frame in (1, 2, 3)]
+    for element, exr in zip(loaded.elements, exrs):
+        shown = read_passes(folder / element.filename)
+        assert list(shown) == ["relit"], element.filename
+        np.testing.assert_array_equal(shown["relit"], read_passes(exr)["relit"])
+
 
 def test_sequencer_job_cancelled_then_resumed_matches_an_uninterrupted_run(registered, tmp_path):
     """The sequencer's worker under a threaded Job: cancel during frame 2, run again, compare frame by frame."""
-    from portrait_relight.inference.exr import read_passes
-    from portrait_relight.operators.lighting import resolve_lighting
-    from portrait_relight.operators.sequencer import image_source_frames, relight_frames
+    from portrait_relight.inference.io.exr import read_passes
+    from portrait_relight.inference.shots.runner import file_frames
+    from portrait_relight.operators.lighting import resolve_shot_lighting
+    from portrait_relight.operators.sequencer import relight_strip_frames
     from portrait_relight.operators.shot_settings import relight_settings, shot_values
 
     frames = astronaut_sequence(tmp_path / "plates")
     scene = strip_scene(frames, tmp_path / "out")
     values = shot_values(scene)
-    lighting = resolve_lighting(values, scene, 128, 128)
+    lighting = resolve_shot_lighting(values, scene, 128, 128)
     settings = relight_settings(bpy.context, values, lighting.fov_deg)
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     full.mkdir(), resumed.mkdir()
-    full_frames, resumed_frames = image_source_frames(frames, full), image_source_frames(frames, resumed)
-    relight_frames(full_frames, full, lighting, settings, jobs.Progress(jobs.Job("full", None, None)))
+    full_frames, resumed_frames = file_frames(frames, full), file_frames(frames, resumed)
+    relight_strip_frames(full_frames, full, lighting, settings, jobs.Progress(jobs.Job("full", None, None)))
 
     wm = FakeWindowManager()
-    job = jobs.Job("Test Job", lambda progress: relight_frames(resumed_frames, resumed, lighting, settings, progress),
+    job = jobs.Job("Test Job",
+                   lambda progress: relight_strip_frames(resumed_frames, resumed, lighting, settings, progress),
                    lambda outputs: pytest.fail("a cancelled job must not apply"), window_manager=wm)
     job.start_thread()
     pump(job, until=lambda: any("frame 2/3" in s for s in wm.status if s), timeout=120)
     job.cancel()
     assert pump(job, timeout=120) is None and job.cancelled
-    assert sorted(p.name for p in resumed.iterdir()) == ["plate.0001.exr", "plate.0001_preview.png",
-                                                         "plate.0001_relit.exr"]
+    assert sorted(p.name for p in resumed.iterdir()) == ["plate.0001.exr", "plate.0001_composite.exr",
+                                                         "plate.0001_preview.png"]
     first = resumed / "plate.0001.exr"
     mtime = first.stat().st_mtime_ns
-    relight_frames(resumed_frames, resumed, lighting, settings, jobs.Progress(jobs.Job("resume", None, None)))
+    relight_strip_frames(resumed_frames, resumed, lighting, settings, jobs.Progress(jobs.Job("resume", None, None)))
     assert first.stat().st_mtime_ns == mtime  # skipped, not redone
     for frame in (1, 2, 3):
         a, b = (read_passes(d / f"plate.{frame:04d}.exr") for d in (full, resumed))

@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import math
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from portrait_relight.inference import lightmaps
-from portrait_relight.inference.environment import Environment
-from portrait_relight.inference.imageio import read_hdri
-
-HDRI_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "hdri"
-if not HDRI_DIR.is_dir():
-    HDRI_DIR = Path(__file__).resolve().parents[1] / "shared" / "data" / "hdri"
+from portrait_relight.inference.io.imageio import read_hdri
+from portrait_relight.inference.lighting.environment import Environment
+from portrait_relight.inference.stages import lightmaps
 
 # sunny/high dynamic range (incl. a ~1-degree 58k-radiance sun: rooitou_park) and two indoor ones
 BRUTE_FORCE_HDRIS = ["venice_sunset_1k", "kiara_1_dawn_1k", "forest_slope_1k", "rooitou_park_1k",
@@ -66,8 +61,8 @@ def random_units(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", BRUTE_FORCE_HDRIS)
-def test_matches_brute_force_on_real_hdri(name):
-    radiance = read_hdri(HDRI_DIR / f"{name}.hdr")
+def test_matches_brute_force_on_real_hdri(name, shared_dir):
+    radiance = read_hdri(shared_dir / "data" / "hdri" / f"{name}.hdr")
     env = Environment.centred(radiance, rotation_deg=37.0)
     pre = lightmaps.prefilter(env)
     rng = np.random.default_rng(zlib.crc32(name.encode()))

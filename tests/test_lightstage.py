@@ -10,9 +10,8 @@ import pytest
 
 pytest.importorskip("bpy")
 
-from portrait_relight.inference.environment import direction_to_uv  # noqa: E402
-from portrait_relight.lightstage.generate import (Generator, read_case, sample_case,  # noqa: E402
-                                                  write_case)
+from portrait_relight.inference.lighting.environment import direction_to_uv  # noqa: E402
+from portrait_relight.lightstage.generate import Generator, read_case, sample_case, write_case  # noqa: E402
 
 SIZE, SAMPLES, OLAT, SEED = 64, 8, 16, 5
 
@@ -87,7 +86,7 @@ def _write_blob_hdri(path, direction_env: np.ndarray, height: int = 64) -> None:
     """Dim grey panorama with one bright patch around `direction_env` (panorama frame)."""
     import OpenEXR
 
-    from portrait_relight.inference.environment import pixel_directions
+    from portrait_relight.inference.lighting.environment import pixel_directions
 
     q = pixel_directions(height, 2 * height)
     glow = np.clip(q @ direction_env, 0, 1) ** 16 * 40.0 + 0.05

@@ -15,8 +15,9 @@ import pytest
 pytest.importorskip("bpy")
 
 from package_loader import ROOT  # noqa: E402
+
 from portrait_relight.inference.errors import RelightInputError  # noqa: E402
-from portrait_relight.inference.imageio import linear_to_srgb  # noqa: E402
+from portrait_relight.inference.io.imageio import linear_to_srgb  # noqa: E402
 from portrait_relight.lightstage import lighting  # noqa: E402
 from portrait_relight.lightstage import training_format as tf  # noqa: E402
 from portrait_relight.lightstage.generate import Generator, hdri_path, read_case, write_case  # noqa: E402

@@ -7,11 +7,11 @@ import pytest
 import skimage.data
 from scipy import ndimage
 
-from portrait_relight.inference import matting
 from portrait_relight.inference.errors import RelightInputError
-from portrait_relight.inference.imageio import linear_to_srgb, srgb_to_linear
+from portrait_relight.inference.io.imageio import linear_to_srgb, srgb_to_linear
 from portrait_relight.inference.resample import resize
 from portrait_relight.inference.settings import RelightSettings
+from portrait_relight.inference.stages import matting
 
 
 def synthetic_composite(size: int = 384, seed: int = 0):

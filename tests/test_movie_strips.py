@@ -15,7 +15,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from portrait_relight.inference.sequence import Movie  # noqa: E402
+from portrait_relight.inference.shots.sources import Movie  # noqa: E402
 from portrait_relight.operators import jobs  # noqa: E402
 
 SIZE = 160
@@ -135,29 +135,29 @@ def test_visible_source_frames_match_the_sequencer_render(tmp_path, kind, hold_s
 def relight_directly(scene, plates: list[np.ndarray]) -> list[np.ndarray]:
     """Composite passes of the plates relit straight through the pipeline with the strip's lighting."""
     from portrait_relight.inference.pipeline import relight
-    from portrait_relight.operators.lighting import resolve_lighting
+    from portrait_relight.operators.lighting import resolve_shot_lighting
     from portrait_relight.operators.shot_settings import relight_settings, shot_values
 
     values = shot_values(scene)
-    lighting = resolve_lighting(values, scene, SIZE, SIZE)
+    lighting = resolve_shot_lighting(values, scene, SIZE, SIZE)
     settings = relight_settings(bpy.context, values, lighting.fov_deg)
     return [relight(plate, lighting.environment, settings, lighting.background).passes["composite"]
             for plate in plates]
 
 
 def check_relit_strip(scene, source_name: str, folder: Path, stems: list[str], plates: list[np.ndarray]):
-    from portrait_relight.inference.exr import read_passes
+    from portrait_relight.inference.io.exr import read_passes
 
     editor = scene.sequence_editor
     source, relit = editor.strips_all[source_name], editor.strips_all[f"{source_name}_relit"]
     # Exactly the visible frames were relit, nothing else.
-    expected = {f"{s}{suffix}" for s in stems for suffix in (".exr", "_preview.png", "_relit.exr")}
+    expected = {f"{s}{suffix}" for s in stems for suffix in (".exr", "_preview.png", "_composite.exr")}
     assert {p.name for p in folder.iterdir()} == expected
     # The relit strip covers the same timeline frames, each showing its source frame's result.
     assert (relit.frame_final_start, relit.frame_final_end) == (source.frame_final_start, source.frame_final_end)
     assert relit.channel > source.channel
     for timeline, stem in zip(range(source.frame_final_start, source.frame_final_end), stems):
-        assert relit.elements[timeline - round(relit.frame_start)].filename == f"{stem}_relit.exr"
+        assert relit.elements[timeline - round(relit.frame_start)].filename == f"{stem}_composite.exr"
     # ...and every pass is a compositor socket, frame-locked to the same timeline frames.
     from portrait_relight.operators.blender_compat import compositor_tree
     from portrait_relight.operators.shot_import import SHOT_NODE_PREFIX
@@ -171,7 +171,7 @@ def check_relit_strip(scene, source_name: str, folder: Path, stems: list[str], p
     for stem, direct in zip(stems, relight_directly(scene, plates)):
         composite = read_passes(folder / f"{stem}.exr")["composite"]
         np.testing.assert_allclose(composite, direct, atol=2e-3, err_msg=stem)
-        np.testing.assert_allclose(read_passes(folder / f"{stem}_relit.exr")["composite"], composite, atol=1e-6)
+        np.testing.assert_allclose(read_passes(folder / f"{stem}_composite.exr")["composite"], composite, atol=1e-6)
 
 
 def test_movie_strip_relights_only_the_visible_frames(registered, tmp_path):
@@ -194,7 +194,7 @@ def test_movie_strip_relights_only_the_visible_frames(registered, tmp_path):
 def test_image_sequence_strip_with_offsets(registered, tmp_path):
     from PIL import Image
 
-    from portrait_relight.inference.imageio import read_plate
+    from portrait_relight.inference.io.imageio import read_plate
 
     folder = tmp_path / "plates"
     folder.mkdir()
@@ -218,10 +218,10 @@ def test_strip_colour_space_decodes_like_blender(tmp_path):
     """A strip tagged ACEScg (EXR frames) or Filmic sRGB (PNG frames) reads the scene-linear plate Blender's
     compositor gives for that file and colour space."""
     from PIL import Image
+    from test_colorspace import exr_rgb, write_exr
 
     from portrait_relight.operators.blender_compat import compositor_output, compositor_tree
     from portrait_relight.operators.sequencer import strip_sources
-    from test_colorspace import exr_rgb, write_exr
 
     rng = np.random.default_rng(3)
     write_exr(tmp_path / "aces.0001.exr", (rng.random((24, 24, 3)) * 2).astype(np.float32))
@@ -269,9 +269,10 @@ def compositor_render_scene(size: int):
 
 def test_compositor_movie_clip_reads_the_frame_at_the_current_frame(tmp_path):
     """The Movie Clip node's plate is the decoded movie frame Blender's compositor shows at the scene frame."""
+    from test_colorspace import exr_rgb
+
     from portrait_relight.operators.blender_compat import compositor_output, compositor_tree
     from portrait_relight.operators.compositor import read_node_plate
-    from test_colorspace import exr_rgb
 
     frames = grey_frames(6, size=32)
     movie_path = write_movie(tmp_path / "grey.mp4", frames)
@@ -319,10 +320,11 @@ def test_compositor_image_sequence_node_reads_the_frame_it_shows(tmp_path, cycli
     """Image node on an image sequence: the file read at each scene frame is the one Blender's compositor shows
     (frame_start 2, frame_offset 1, frame_duration 3; held or cycled outside)."""
     from PIL import Image
-
-    from portrait_relight.inference.imageio import read_plate
-    from portrait_relight.operators.compositor import image_user_frame, read_node_plate
     from test_colorspace import exr_rgb
+
+    from portrait_relight.inference.io.imageio import read_plate
+    from portrait_relight.inference.shots.timeline import image_user_frame
+    from portrait_relight.operators.compositor import read_node_plate
 
     for number, pixels in enumerate(grey_frames(6), 1):
         Image.fromarray(pixels).save(tmp_path / f"grey.{number:04d}.png")

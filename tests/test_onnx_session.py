@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from portrait_relight.inference import onnx_session
 from portrait_relight.inference.errors import RelightInputError
-from portrait_relight.inference.onnx_session import OnnxModel, resolve_model
+from portrait_relight.inference.models import session as onnx_session
+from portrait_relight.inference.models.session import OnnxModel, resolve_model
 
 
 def test_user_folder_overrides_bundled_model(tmp_path):
@@ -27,14 +27,17 @@ def test_user_folder_overrides_bundled_model(tmp_path):
     assert list(a) == list(b) and np.array_equal(next(iter(a.values())), next(iter(b.values())))
 
 
-def test_broken_and_missing_models_are_named(tmp_path):
+def test_broken_and_missing_models_are_named(tmp_path, monkeypatch):
     (tmp_path / "face_landmark.onnx").write_bytes(b"definitely not protobuf")
     with pytest.raises(RelightInputError) as info:
         OnnxModel.load("face_landmark", tmp_path)
     assert str(info.value).startswith(str(tmp_path / "face_landmark.onnx")) and "not a usable ONNX model" in str(
         info.value)
-    with pytest.raises(RelightInputError, match="model 'no_such_model' not found"):
+    with pytest.raises(RelightInputError, match="'no_such_model' is not a registered model"):
         resolve_model("no_such_model", tmp_path)
+    monkeypatch.setattr(onnx_session, "BUNDLED_MODELS_DIR", tmp_path / "unbuilt")
+    with pytest.raises(RelightInputError, match="model 'selfie_segmentation' not found .*make models"):
+        resolve_model("selfie_segmentation", tmp_path)
 
 
 def test_providers_fall_back_to_cpu():
@@ -42,3 +45,21 @@ def test_providers_fall_back_to_cpu():
     assert onnx_session.available_providers("auto")[-1] == "CPUExecutionProvider"
     with pytest.raises(RelightInputError, match="unknown execution provider"):
         onnx_session.available_providers("tpu")
+
+
+def test_written_contracts_agree_with_the_registry():
+    """Every registered model has a section in CONTRACTS.md whose shape table lists exactly its contract's input
+    and output shapes, in order; no section describes a model the registry does not have."""
+    import re
+
+    from portrait_relight.inference.models.registry import MODELS
+
+    text = (onnx_session.BUNDLED_MODELS_DIR / "CONTRACTS.md").read_text()
+    sections = dict(re.findall(r"^## (\w+)\.onnx[^\n]*\n(.*?)(?=^## |\Z)", text, flags=re.M | re.S))
+    assert set(sections) == set(MODELS)
+    for name, spec in MODELS.items():
+        rows = re.findall(r"^\| (in|out) \| `[^`]+` \| \(([\d, ]+)\) \|", sections[name], flags=re.M)
+        shapes = [(kind, tuple(int(d) for d in dims.split(","))) for kind, dims in rows]
+        expected = [("in", spec.contract.input_shape)] + [("out", s) for s in spec.contract.output_shapes]
+        assert shapes == expected, name
+        assert spec.source.member in sections[name] or spec.source.describe() in sections[name], name

@@ -6,8 +6,9 @@ import math
 
 import numpy as np
 
-from portrait_relight.inference import lightmaps, panorama
-from portrait_relight.inference.environment import CAMERA_TO_CENTRED_PANORAMA
+from portrait_relight.inference.lighting import panorama
+from portrait_relight.inference.lighting.environment import CAMERA_TO_CENTRED_PANORAMA
+from portrait_relight.inference.stages import lightmaps
 
 
 def smooth_plate(h: int = 480, w: int = 640) -> np.ndarray:
@@ -49,8 +50,8 @@ def test_inside_view_matches_plate():
     expected = plate[row, col]
     np.testing.assert_allclose(env.radiance[inner], expected, atol=0.02)
     # the frustum is centred: the central panorama pixel sees the plate's centre
-    np.testing.assert_allclose(env.radiance[127:129, 255:257].mean(axis=(0, 1)), plate[238:242, 318:322].mean(axis=(0, 1)),
-                               atol=0.02)
+    np.testing.assert_allclose(env.radiance[127:129, 255:257].mean(axis=(0, 1)),
+                               plate[238:242, 318:322].mean(axis=(0, 1)), atol=0.02)
 
 
 def test_finite_positive_and_seamless():

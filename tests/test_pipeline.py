@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import skimage.data
 
 from portrait_relight.inference import pipeline
-from portrait_relight.inference.environment import Environment
 from portrait_relight.inference.errors import RelightInputError
-from portrait_relight.inference.exr import read_passes
-from portrait_relight.inference.imageio import srgb_to_linear, write_png
+from portrait_relight.inference.io.exr import read_passes
+from portrait_relight.inference.io.imageio import read_plate, srgb_to_linear, write_png
+from portrait_relight.inference.lighting.environment import Environment
 from portrait_relight.inference.settings import RelightSettings
 
 FACE = (slice(140, 240), slice(180, 260))  # the astronaut's face (rows, cols), measured once
@@ -82,16 +84,23 @@ def test_composite_over_given_background(astronaut):
     assert np.allclose(result.passes["composite"][opaque], result.passes["relit"][..., :3][opaque])
 
 
-def test_relight_file_writes_exr_and_preview(tmp_path, astronaut):
+def relight_plate_file(plate_path: Path, out_dir: Path) -> tuple[Path, Path]:
+    """As ./relight does for one image: read, relight, write <stem>.exr and <stem>_preview.png."""
+    pipeline.check_output_folder(out_dir)
+    exr_path, preview_path = out_dir / f"{plate_path.stem}.exr", out_dir / f"{plate_path.stem}_preview.png"
+    pipeline.relight_to_files(read_plate(plate_path), plate_path, exr_path, preview_path, side_light())
+    return exr_path, preview_path
+
+
+def test_relight_to_files_writes_exr_and_preview(tmp_path, astronaut):
     plate_path = tmp_path / "astro.png"
     write_png(plate_path, skimage.data.astronaut() / 255.0)
-    out = pipeline.relight_file(plate_path, tmp_path / "out", side_light(), RelightSettings())
-    assert out.exr_path == tmp_path / "out" / "astro.exr" and out.preview_path.name == "astro_preview.png"
-    passes = read_passes(out.exr_path)
+    exr_path, preview_path = relight_plate_file(plate_path, tmp_path / "out")
+    passes = read_passes(exr_path)
     assert set(passes) == {"alpha", "foreground", "normal", "albedo", "diffuse", "specular", "relit", "composite"}
     from PIL import Image
 
-    preview = np.asarray(Image.open(out.preview_path))
+    preview = np.asarray(Image.open(preview_path))
     assert preview.shape == (256, 6 * 256, 3)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["astro.exr", "astro_preview.png"]
 
@@ -100,6 +109,6 @@ def test_no_person_names_the_file(tmp_path):
     path = tmp_path / "rocket.png"
     write_png(path, skimage.data.rocket() / 255.0)
     with pytest.raises(RelightInputError) as info:
-        pipeline.relight_file(path, tmp_path / "out", side_light(), RelightSettings())
+        relight_plate_file(path, tmp_path / "out")
     assert str(info.value).startswith(str(path)) and "no person found" in str(info.value)
     assert not list((tmp_path / "out").iterdir())

@@ -11,9 +11,10 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from portrait_relight.inference import model_contracts  # noqa: E402
 from portrait_relight.inference.errors import RelightInputError  # noqa: E402
-from portrait_relight.inference.onnx_session import BUNDLED_MODELS_DIR  # noqa: E402
+from portrait_relight.inference.models import contracts as model_contracts  # noqa: E402
+from portrait_relight.inference.models.registry import MODELS  # noqa: E402
+from portrait_relight.inference.models.session import BUNDLED_MODELS_DIR  # noqa: E402
 from portrait_relight.operators import preferences  # noqa: E402
 
 
@@ -100,7 +101,7 @@ def test_cache_folders_and_numba(prefs, tmp_path, monkeypatch):
 
 
 def test_bundled_models_keep_the_written_contracts():
-    for name in model_contracts.CONTRACTS:
+    for name in MODELS:
         model_contracts.check_model(BUNDLED_MODELS_DIR / f"{name}.onnx")
 
 

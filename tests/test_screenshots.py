@@ -1,4 +1,5 @@
-"""tools/screenshots.py (the README's images) at a small size (128 px): each image exists and shows what its caption says.
+"""tools/screenshots.py (the README's images) at a small size (128 px): each image exists and shows what its caption
+says.
 
 - compositor: the compositor render at default gains equals the EXR's composite pass (where alpha = 1, away from
   the matte edge), the rebalanced render equals albedo*diffuse*0.6 + specular*2 there, and the sheet's panels
@@ -17,8 +18,9 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 import screenshots  # noqa: E402  (tools/ is on the test path)
-from portrait_relight.inference.exr import read_passes  # noqa: E402
-from portrait_relight.inference.imageio import linear_to_srgb  # noqa: E402
+
+from portrait_relight.inference.io.exr import read_passes  # noqa: E402
+from portrait_relight.inference.io.imageio import linear_to_srgb  # noqa: E402
 
 SIZE = 128  # the face detector needs about this much
 

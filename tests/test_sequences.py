@@ -1,5 +1,5 @@
 """Shots on the command line: image sequences and movies, --frames, resume after a kill or a damaged frame, and
-overlapping farm slices running at once (inference/sequence.py, operators/cli.py)."""
+overlapping farm slices running at once (inference/shots/, inference/command.py)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from portrait_relight.inference import command
 from portrait_relight.inference.errors import RelightInputError
-from portrait_relight.inference.exr import read_passes, write_passes
-from portrait_relight.inference.imageio import linear_to_srgb, srgb_to_linear
-from portrait_relight.inference.sequence import (
-    FrameLock, ImageSequence, Movie, exr_chunks_intact, format_frames, frame_complete, frame_paths, parse_frames,
-    select_frames,
-)
-from portrait_relight.operators import cli
+from portrait_relight.inference.io.exr import read_passes
+from portrait_relight.inference.io.imageio import linear_to_srgb, srgb_to_linear
+from portrait_relight.inference.shots.outputs import frame_complete, frame_paths
+from portrait_relight.inference.shots.sources import ImageSequence, Movie, select_frames
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RELIGHT = REPO_ROOT / "relight"
@@ -126,32 +124,6 @@ def sequence(tmp_path_factory) -> Path:
     return write_sequence(tmp_path_factory.mktemp("sequence"), astronaut_frames(4)) / "shot.####.png"
 
 
-# ------------------------------------------------------------------------------------------------ --frames parser
-@pytest.mark.parametrize("text, frames", [
-    ("7", [7]), ("1-4", [1, 2, 3, 4]), ("0-0", [0]), ("1,5,9-12", [1, 5, 9, 10, 11, 12]),
-    (" 3 - 5 , 1 ", [1, 3, 4, 5]), ("4-6,5-8", [4, 5, 6, 7, 8]), ("0010-0012", [10, 11, 12]),
-])
-def test_parse_frames(text, frames):
-    assert parse_frames(text) == frames
-    assert parse_frames(format_frames(frames)) == frames
-
-
-@pytest.mark.parametrize("text, fragment", [
-    ("", "empty"), ("  ", "empty"), ("5-3", "ends before it starts"), ("1-x", "'1-x' is not a frame number"),
-    ("1,,3", "'' is not"), ("-3", "'-3' is not"), ("1.5", "'1.5'"), ("2-", "'2-'"), ("1-2-3", "'1-2-3'"),
-    ("0-99999999", "more than"),
-])
-def test_parse_frames_errors(text, fragment):
-    with pytest.raises(ValueError, match="^--frames") as info:
-        parse_frames(text)
-    assert fragment in str(info.value) and "\n" not in str(info.value)
-
-
-def test_format_frames():
-    assert format_frames([1, 2, 3, 5, 7, 8, 12]) == "1-3,5,7-8,12"
-    assert format_frames([3, 1, 2, 2]) == "1-3"
-
-
 # --------------------------------------------------------------------------------------------------- sequences
 def test_sequence_pattern(tmp_path):
     pixels = astronaut_frames(1)[0][:8, :8]
@@ -218,41 +190,6 @@ def test_bad_movies_are_named(tmp_path):
         Movie(tmp_path / "missing.mov")
 
 
-# ------------------------------------------------------------------------------------------ completeness, locks
-def test_frame_complete_detects_damaged_outputs(tmp_path):
-    rng = np.random.default_rng(2)
-    passes = {"alpha": rng.random((20, 24)), "foreground": rng.random((20, 24, 3)), "normal": rng.random((20, 24, 3)),
-              "albedo": rng.random((20, 24, 3)), "diffuse": rng.random((20, 24, 3)),
-              "specular": rng.random((20, 24, 3)), "relit": rng.random((20, 24, 4)),
-              "composite": rng.random((20, 24, 3))}
-    paths = frame_paths(tmp_path, "shot", 4, 1)
-    write_passes(paths.exr, passes)
-    paths.preview.write_bytes(b"png")
-    assert exr_chunks_intact(paths.exr) and frame_complete(paths, (20, 24))
-    assert not frame_complete(paths, (24, 20))  # another size: the source changed
-    whole = paths.exr.read_bytes()
-    for cut in (len(whole) - 1, len(whole) // 2, 400, 3):
-        paths.exr.write_bytes(whole[:cut])
-        assert not exr_chunks_intact(paths.exr) and not frame_complete(paths, (20, 24)), cut
-    paths.exr.write_bytes(whole)
-    paths.preview.unlink()
-    assert not frame_complete(paths, (20, 24))
-    paths.preview.write_bytes(b"png")
-    write_passes(paths.exr, {k: v for k, v in passes.items() if k != "specular"})
-    assert not frame_complete(paths, (20, 24))
-
-
-def test_frame_lock_is_exclusive_and_leaves_no_file(tmp_path):
-    first, second = FrameLock(tmp_path / ".shot.0001.lock"), FrameLock(tmp_path / ".shot.0001.lock")
-    assert first.acquire(blocking=False)
-    assert not second.acquire(blocking=False)
-    first.release()
-    assert not (tmp_path / ".shot.0001.lock").exists()
-    assert second.acquire(blocking=False)
-    second.release()
-    assert list(tmp_path.iterdir()) == []
-
-
 # ------------------------------------------------------------------------------------ one-line errors, in-process
 @pytest.mark.parametrize("plate, extra, code, fragments", [
     ("SEQ/none.####.png", (), 1, ["none.####.png", "no frames match"]),
@@ -265,7 +202,7 @@ def test_frame_lock_is_exclusive_and_leaves_no_file(tmp_path):
 def test_bad_shots_fail_with_one_line(sequence, hdri, tmp_path, capsys, plate, extra, code, fragments):
     plate = plate.replace("SEQ", str(sequence.parent)).replace("MISSING", str(tmp_path / "missing"))
     out = tmp_path / "out"
-    assert cli.main([plate, "--out", str(out), "--hdri", str(hdri), *extra]) == code
+    assert command.main([plate, "--out", str(out), "--hdri", str(hdri), *extra]) == code
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1, lines
     for fragment in fragments:
@@ -279,7 +216,7 @@ def test_output_may_not_overwrite_an_exr_sequence(tmp_path, hdri, capsys):
     channels = {c: np.ones((8, 8), np.float32) for c in "RGB"}
     with OpenEXR.File({"type": OpenEXR.scanlineimage}, channels) as f:
         f.write(str(tmp_path / "shot.0001.exr"))
-    assert cli.main([str(tmp_path / "shot.####.exr"), "--out", str(tmp_path), "--hdri", str(hdri)]) == 1
+    assert command.main([str(tmp_path / "shot.####.exr"), "--out", str(tmp_path), "--hdri", str(hdri)]) == 1
     assert "would overwrite the input frames 1" in capsys.readouterr().err
 
 
@@ -393,6 +330,6 @@ def test_camera_size_comes_from_the_first_readable_frame(tmp_path):
     write_sequence(tmp_path, [np.zeros((6, 10, 3), np.uint8)] * 2, first=2)
     (tmp_path / "shot.0001.png").write_bytes(b"broken")
     shot = ImageSequence(tmp_path / "shot.####.png")
-    assert cli._first_frame_shape(shot, [1, 2, 3]) == (6, 10)  # --world-blend's camera FOV needs the frame size
+    assert command._first_frame_shape(shot, [1, 2, 3]) == (6, 10)  # --world-blend's camera FOV needs the frame size
     with pytest.raises(RelightInputError, match="shot.0001.png: cannot read image"):
-        cli._first_frame_shape(shot, [1])
+        command._first_frame_shape(shot, [1])

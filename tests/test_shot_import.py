@@ -11,7 +11,7 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 from portrait_relight.inference.errors import RelightInputError  # noqa: E402
-from portrait_relight.inference.exr import PASS_CHANNELS, read_passes, write_passes  # noqa: E402
+from portrait_relight.inference.io.exr import PASS_CHANNELS, read_passes, write_passes  # noqa: E402
 from portrait_relight.operators import jobs, shot_import  # noqa: E402
 from portrait_relight.operators.blender_compat import compositor_output, compositor_tree  # noqa: E402
 

@@ -81,7 +81,7 @@ def compositor_scene(tmp_path: Path):
 
 
 def test_compositor_uses_the_scene_rotation_and_operator_overrides(tmp_path):
-    from portrait_relight.inference.exr import read_passes
+    from portrait_relight.inference.io.exr import read_passes
 
     scene, settings = compositor_scene(tmp_path)
     diffuse = {}

@@ -14,11 +14,11 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from portrait_relight.inference.camera import camera_rays  # noqa: E402
-from portrait_relight.inference.environment import Environment  # noqa: E402
+from portrait_relight.inference.errors import RelightInputError  # noqa: E402
+from portrait_relight.inference.lighting.camera import camera_rays  # noqa: E402
+from portrait_relight.inference.lighting.environment import Environment  # noqa: E402
 from portrait_relight.operators import world as world_module  # noqa: E402
 from portrait_relight.operators.image_utils import image_to_array  # noqa: E402
-from portrait_relight.inference.errors import RelightInputError  # noqa: E402
 
 WIDTH, HEIGHT = 48, 32
 SUPERSAMPLE = 4

@@ -30,7 +30,7 @@ def plate_1080p():
     import numpy as np
     import skimage.data
 
-    from portrait_relight.inference.imageio import srgb_to_linear
+    from portrait_relight.inference.io.imageio import srgb_to_linear
     from portrait_relight.inference.resample import resize
 
     face = resize(srgb_to_linear(skimage.data.astronaut() / 255.0), 1080, 1080)
@@ -47,10 +47,11 @@ def main() -> int:
     import numpy as np
     from pymatting import estimate_alpha_cf
 
-    from portrait_relight.inference import lightmaps, matting, pipeline
-    from portrait_relight.inference.environment import Environment
-    from portrait_relight.inference.imageio import linear_to_srgb, read_hdri
+    from portrait_relight.inference import pipeline
+    from portrait_relight.inference.io.imageio import linear_to_srgb, read_hdri
+    from portrait_relight.inference.lighting.environment import Environment
     from portrait_relight.inference.settings import RelightSettings
+    from portrait_relight.inference.stages import lightmaps, matting
 
     plate = plate_1080p()
     environment = Environment.centred(read_hdri(args.hdri or bundled_world_hdri()))

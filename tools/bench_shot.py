@@ -37,9 +37,9 @@ DRIFT_PX = 6
 def write_shot(folder: Path, count: int, source: str) -> Path:
     """The bench plate drifting sideways, as `shot.####.png` (16-bit) or `shot.mp4`; returns the ./relight input."""
     import numpy as np
-
     from bench import plate_1080p
-    from portrait_relight.inference.imageio import linear_to_srgb
+
+    from portrait_relight.inference.io.imageio import linear_to_srgb
 
     base = linear_to_srgb(np.clip(plate_1080p(), 0.0, 1.0))
     frames = [np.roll(base, DRIFT_PX * (i - count // 2), axis=1) for i in range(count)]
@@ -99,7 +99,7 @@ def run_and_kill(command: list[str], kill_after: int) -> tuple[list[str], float]
 
 
 def inspect_folder(out: Path, shot, frames: list[int], size) -> dict:
-    from portrait_relight.inference.sequence import frame_complete, frame_paths
+    from portrait_relight.inference.shots.outputs import frame_complete, frame_paths
 
     complete = [f for f in frames if frame_complete(frame_paths(out, shot.name, shot.padding, f), size)]
     exrs = {p.name for p in out.glob("*.exr")}
@@ -111,7 +111,7 @@ def inspect_folder(out: Path, shot, frames: list[int], size) -> dict:
 def max_pass_difference(a: Path, b: Path) -> float:
     import numpy as np
 
-    from portrait_relight.inference.exr import read_passes
+    from portrait_relight.inference.io.exr import read_passes
 
     pa, pb = read_passes(a), read_passes(b)
     return max(float(np.max(np.abs(pa[k] - pb[k]))) for k in pa)
@@ -127,7 +127,9 @@ def main() -> int:
     os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "portrait_relight" / "numba"))
     load_package()
     from bench import bundled_world_hdri
-    from portrait_relight.inference.sequence import frame_paths, open_shot
+
+    from portrait_relight.inference.shots.outputs import frame_paths
+    from portrait_relight.inference.shots.sources import open_shot
 
     work = args.out or Path(tempfile.mkdtemp(prefix="bench_shot_"))
     shot_path = write_shot(work / "plates", args.frames, args.source)

@@ -22,7 +22,13 @@ import sys
 import tomllib
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from package_loader import ROOT as REPO_ROOT
+from package_loader import load_package
+
+load_package()
+from portrait_relight.inference.models.registry import MODELS  # noqa: E402
+
+MODELS_DIR = REPO_ROOT / "inference" / "models"
 MANIFEST = "blender_manifest.toml"
 
 # What the extension imports at run time, with their own dependencies. numpy is left out on purpose:
@@ -107,9 +113,12 @@ def fetch_wheels(cache: Path, versions: dict[str, str]) -> list[Path]:
 
 
 def require_models() -> list[Path]:
-    models = sorted((REPO_ROOT / "inference" / "models").glob("*.onnx"))
-    if not models:
-        raise BuildError("inference/models/*.onnx missing: run `make models` first (they ship inside the zip)")
+    """The registry's models (only those ship: other .onnx files in inference/models stay out of the zip)."""
+    models = [MODELS_DIR / spec.file_name for spec in MODELS.values()]
+    missing = [path.name for path in models if not path.is_file()]
+    if missing:
+        raise BuildError(f"inference/models/{', '.join(missing)} missing: run `make models` first (they ship inside "
+                         "the zip)")
     return models
 
 
@@ -123,6 +132,8 @@ def stage_package(stage: Path, wheels: list[Path]) -> list[str]:
         skipped = set(ignore_top(directory, names))
         if Path(directory).resolve() == REPO_ROOT:
             skipped |= {n for n in names if n in STAGE_SKIP or n.startswith(".venv") or n.endswith(".zip")}
+        if Path(directory).resolve() == MODELS_DIR:
+            skipped |= {n for n in names if n.endswith(".onnx") and n.removesuffix(".onnx") not in MODELS}
         return skipped
 
     shutil.copytree(REPO_ROOT, stage, ignore=ignore, symlinks=False)

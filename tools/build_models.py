@@ -2,8 +2,9 @@
 
     python tools/build_models.py [--out inference/models] [--wheel-cache DIR] [--force]
 
-Steps: find (or `pip download`) the mediapipe==0.10.21 wheel, read the four .tflite members straight out of the
-zip (MediaPipe is never installed), check their pinned SHA-256, convert with tools/tflite2onnx, run the ONNX
+The models and their sources are the registry's (inference/models/registry.py): for every model whose source is a
+member of a pinned wheel, find (or `pip download`) that wheel, read the .tflite member straight out of the zip
+(MediaPipe is never installed), check its pinned SHA-256, convert with tools/tflite2onnx, run the ONNX
 checker and write each model atomically (temporary file + rename). A model is skipped when the existing .onnx
 records the same source hash and converter fingerprint in its metadata, so repeated `make models` is free.
 
@@ -20,42 +21,25 @@ import sys
 import tempfile
 import time
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
+import tflite2onnx  # beside this script: its folder is first on the import path
+from package_loader import ROOT as REPO_ROOT
+from package_loader import load_package
+
+load_package()
+from portrait_relight.inference.models.registry import MEDIAPIPE_VERSION, MODELS, ModelSpec, WheelMember  # noqa: E402
 
 TOOLS_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TOOLS_DIR.parent
-import tflite2onnx  # beside this script: its folder is first on the import path
-
-MEDIAPIPE_VERSION = "0.10.21"
 # The .tflite members are the same in every platform's wheel; downloading one fixed platform keeps the build
 # reproducible from any host (pip only fetches the file, it installs nothing).
 WHEEL_PLATFORM_ARGS = ["--platform", "manylinux_2_28_x86_64", "--python-version", "3.11",
                        "--implementation", "cp", "--abi", "cp311", "--only-binary=:all:"]
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str  # output file stem in inference/models
-    member: str  # path inside the wheel
-    sha256: str  # of the .tflite, as shipped in mediapipe 0.10.21
-
-
-MODELS = [
-    ModelSpec("selfie_segmentation", "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite",
-              "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c"),
-    ModelSpec("face_detection_short_range", "mediapipe/modules/face_detection/face_detection_short_range.tflite",
-              "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"),
-    ModelSpec("face_landmark", "mediapipe/modules/face_landmark/face_landmark.tflite",
-              "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814"),
-    ModelSpec("pose_landmark_full", "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
-              "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f"),
-]
-
-LICENSE_NOTE = ("Apache-2.0, Google MediaPipe %s (https://github.com/google-ai-edge/mediapipe); "
-                "converted by Portrait Relight tools/tflite2onnx" % MEDIAPIPE_VERSION)
+# The registry's models built from the mediapipe wheel, in registry order (= the order the stages need them in).
+WHEEL_MODELS = [spec for spec in MODELS.values() if isinstance(spec.source, WheelMember)]
 
 
 def default_cache_dir() -> Path:
@@ -95,10 +79,11 @@ def read_members(wheel: Path, specs: list[ModelSpec]) -> dict[str, bytes]:
     out = {}
     with zipfile.ZipFile(wheel) as zf:
         for spec in specs:
-            data = zf.read(spec.member)
+            data = zf.read(spec.source.member)
             digest = hashlib.sha256(data).hexdigest()
             if digest != spec.sha256:
-                raise SystemExit("%s: %s has SHA-256 %s, expected %s" % (wheel, spec.member, digest, spec.sha256))
+                raise SystemExit("%s: %s has SHA-256 %s, expected %s"
+                                 % (wheel, spec.source.member, digest, spec.sha256))
             out[spec.name] = data
     return out
 
@@ -135,9 +120,8 @@ def write_atomic(model: onnx.ModelProto, path: Path) -> None:
 def convert_one(spec: ModelSpec, data: bytes, fingerprint: str) -> tuple[onnx.ModelProto, list[str]]:
     tf_model = tflite2onnx.read_tflite(data)
     model = tflite2onnx.tflite_to_onnx(data, graph_name=spec.name)
-    for key, value in (("source", "mediapipe==%s:%s" % (MEDIAPIPE_VERSION, spec.member)),
-                       ("source_sha256", spec.sha256), ("converter_fingerprint", fingerprint),
-                       ("license", LICENSE_NOTE)):
+    for key, value in (("source", spec.source.describe()), ("source_sha256", spec.sha256),
+                       ("converter_fingerprint", fingerprint), ("license", spec.licence)):
         model.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(model, full_check=True)
     return model, tf_model.opcodes_used
@@ -146,7 +130,7 @@ def convert_one(spec: ModelSpec, data: bytes, fingerprint: str) -> tuple[onnx.Mo
 def build(out_dir: Path, cache_dir: Path, force: bool = False, names: list[str] | None = None) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = converter_fingerprint()
-    specs = [s for s in MODELS if not names or s.name in names]
+    specs = [s for s in WHEEL_MODELS if not names or s.name in names]
     todo = [s for s in specs if force or not is_up_to_date(out_dir / (s.name + ".onnx"), s, fingerprint)]
     for s in specs:
         if s not in todo:
@@ -154,7 +138,7 @@ def build(out_dir: Path, cache_dir: Path, force: bool = False, names: list[str] 
     if todo:
         wheel = find_wheel(cache_dir)
         blobs = read_members(wheel, todo)
-        for spec in todo:  # MODELS order = the order other parts of the project need them in
+        for spec in todo:
             t0 = time.perf_counter()
             model, ops = convert_one(spec, blobs[spec.name], fingerprint)
             path = out_dir / (spec.name + ".onnx")
@@ -174,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rebuild even when the outputs are up to date")
     parser.add_argument("names", nargs="*", help="only these models (default: all)")
     args = parser.parse_args(argv)
-    unknown = set(args.names) - {s.name for s in MODELS}
+    unknown = set(args.names) - {s.name for s in WHEEL_MODELS}
     if unknown:
         parser.error("unknown model(s): %s" % ", ".join(sorted(unknown)))
     build(args.out, args.wheel_cache or default_cache_dir(), args.force, args.names)

@@ -83,7 +83,7 @@ def main() -> int:
     load_package()
     import bpy
 
-    from portrait_relight.inference.imageio import read_plate
+    from portrait_relight.inference.io.imageio import read_plate
     from portrait_relight.operators import cli
 
     out = args.out.resolve()

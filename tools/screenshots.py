@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from package_loader import ROOT, load_package
 
 WORLD_HDRI = "forest.exr"
@@ -86,7 +85,7 @@ def astronaut(size: int, shift: int = 0):
 
 def to_display(linear: np.ndarray) -> np.ndarray:
     """Scene-linear -> 8-bit sRGB (Blender's "Standard" view transform)."""
-    from portrait_relight.inference.imageio import linear_to_srgb
+    from portrait_relight.inference.io.imageio import linear_to_srgb
 
     return (np.clip(linear_to_srgb(np.clip(linear[..., :3], 0.0, None)), 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 

@@ -20,8 +20,8 @@ from scipy import ndimage
 
 SH_BANDS = 9
 MAX_FIT_PIXELS = 40000
-RIDGE = 1e-5
-LUMINANCE_WEIGHTS = np.array([0.2126, 0.7152, 0.0722], np.float32)  # Rec.709  # keeps coefficients of directions the visible normals never face from blowing up
+RIDGE = 1e-5  # keeps coefficients of directions the visible normals never face from blowing up
+LUMINANCE_WEIGHTS = np.array([0.2126, 0.7152, 0.0722], np.float32)  # Rec.709
 
 
 @dataclass(frozen=True)

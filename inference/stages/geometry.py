@@ -1,9 +1,8 @@
 """Camera-space surface normals of the matted subject (v1: classical, no learned geometry network).
 
 Two sources, blended:
-- Body, hair, neck: a height field inflated from the silhouette. u solves the Poisson problem lap(u) = -1 inside
-  the matte (u = 0 on the silhouette, zero-flux where the subject is cut by the frame), and h = sqrt(4u). For a
-  disc this is exactly a hemisphere (u = (R^2 - r^2) / 4), and in general it bulges like a rounded body.
+- Body, hair, neck: a height field inflated from the silhouette (inflation.py: a Poisson bulge, a hemisphere
+  for a disc).
 - Face: the 468 MediaPipe landmarks (x, y in pixels, z relative depth in the same units), triangulated here
   with a Delaunay triangulation; smooth per-vertex normals are interpolated over each triangle.
 The inflation depth has no natural scale, so it is scaled to best agree with the face's real depth gradients.
@@ -24,17 +23,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..io.imageio import linear_to_srgb
+from ..resample import resize as _resize
+from ..resample import working_size as _work_shape
+from ..settings import RelightSettings
 from . import face as face_module
-from .imageio import linear_to_srgb
-from .resample import resize as _resize
-from .resample import working_size as _work_shape
-from .settings import RelightSettings
+from .inflation import MATTE_THRESHOLD, inflation_height, normals_from_height
 
 WORK_RESOLUTION = 512  # long edge of the grid the normals are computed on
-SOLVE_RESOLUTION = 192  # long edge of the direct Poisson solve; refined on the work grid
-REFINE_ITERATIONS = 60  # Jacobi sweeps on the work grid after upsampling the coarse solution
 FACE_RESOLUTION = 1024  # long edge of the copy the face models see (the landmark crop is 192 px anyway)
-MATTE_THRESHOLD = 0.5  # alpha above which a pixel is solid enough to shape the silhouette
 DEPTH_SCALE_RANGE = (0.35, 3.0)  # clamp on the face-derived inflation scale, in case the fit is degenerate
 EDGE_SMOOTH_SIGMA = 1.0  # work-grid pixels; hides the staircase of the thresholded matte
 # MediaPipe's face mesh leans down: its relative z puts the chin a little too far behind the forehead.
@@ -58,79 +55,6 @@ class GeometryResult:
     face_mask: np.ndarray
     landmarks: face_module.FaceLandmarks | None
     timings: dict = field(default_factory=dict)
-
-
-# ----------------------------------------------------------------------------------------------- inflation
-def _neighbour_sum(u: np.ndarray) -> np.ndarray:
-    """Sum of the 4-neighbours inside the image (missing ones count 0)."""
-    s = np.zeros_like(u)
-    s[1:] += u[:-1]
-    s[:-1] += u[1:]
-    s[:, 1:] += u[:, :-1]
-    s[:, :-1] += u[:, 1:]
-    return s
-
-
-def _poisson_direct(mask: np.ndarray) -> np.ndarray:
-    """u with lap(u) = -1 on `mask`, u = 0 on pixels outside it, zero flux across the image border."""
-    import scipy.sparse as sp
-    import scipy.sparse.linalg as spl
-
-    h, w = mask.shape
-    n = int(mask.sum())
-    u = np.zeros(mask.shape, np.float64)
-    if n == 0:
-        return u
-    index = np.full(mask.shape, -1, np.int64)
-    index[mask] = np.arange(n)
-    ys, xs = np.nonzero(mask)
-    # Diagonal = neighbours inside the image: a neighbour beyond the frame is simply absent (Neumann), one
-    # outside the matte is a zero-valued Dirichlet neighbour.
-    in_image = _neighbour_sum(np.ones(mask.shape))[mask]
-    rows, cols = [np.arange(n)], [np.arange(n)]
-    vals = [in_image + 1e-6]  # tiny shift keeps an all-matte frame (no silhouette at all) solvable
-    for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
-        yy, xx = ys + dy, xs + dx
-        ok = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
-        neighbour = np.full(n, -1, np.int64)
-        neighbour[ok] = index[yy[ok], xx[ok]]
-        inside = neighbour >= 0
-        rows.append(np.nonzero(inside)[0])
-        cols.append(neighbour[inside])
-        vals.append(-np.ones(int(inside.sum())))
-    a = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
-    u[mask] = spl.spsolve(a, np.ones(n))
-    return u
-
-
-def _poisson_refine(u: np.ndarray, mask: np.ndarray, iterations: int) -> np.ndarray:
-    """Jacobi sweeps of the same problem: cheap, and enough to fix the detail a coarse solve misses."""
-    in_image = _neighbour_sum(np.ones(mask.shape))
-    u = np.where(mask, u, 0.0)
-    for _ in range(iterations):
-        u = np.where(mask, (_neighbour_sum(u) + 1.0) / in_image, 0.0)
-    return u
-
-
-def inflation_height(mask: np.ndarray) -> np.ndarray:
-    """Height field (work-grid pixel units) of the silhouette `mask` (bool (H, W)): sqrt(4u), see module doc.
-    Solved directly on a coarse grid, upsampled and refined on the full grid."""
-    h, w = mask.shape
-    ch, cw = _work_shape(h, w, SOLVE_RESOLUTION)
-    coarse_mask = _resize(mask.astype(np.float32), ch, cw) > MATTE_THRESHOLD
-    coarse = _poisson_direct(coarse_mask)
-    # u grows with the square of the length unit, so going to a finer grid multiplies it by the factor^2.
-    factor2 = (h / ch) * (w / cw)
-    u = _resize(coarse.astype(np.float32), h, w).astype(np.float64) * factor2
-    u = _poisson_refine(u, mask, REFINE_ITERATIONS)
-    return np.sqrt(4.0 * np.maximum(u, 0.0))
-
-
-def normals_from_height(height: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """Camera-space unit normals (H, W, 3) of z = scale * height(x, y_img), height in pixel units."""
-    gy, gx = np.gradient(height * scale)
-    n = np.stack([-gx, gy, np.ones_like(gx)], axis=-1)  # +gy: image rows run down, camera +Y runs up
-    return (n / np.linalg.norm(n, axis=-1, keepdims=True)).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------------- face mesh

@@ -53,8 +53,8 @@ class Environment:
         2-megapixel lookup) mostly interpolates between the same few texels. The lookup runs on a grid with about
         four samples per panorama texel and is enlarged bilinearly (pixel centres line up: camera_rays and
         resize both use pixel centres); where the camera is coarser than the panorama every pixel is looked up."""
+        from ..resample import resize
         from .camera import camera_rays, half_extents
-        from .resample import resize
 
         texels_per_radian = self.radiance.shape[1] / (2.0 * math.pi)
         tan_x, tan_y = half_extents(width, height, fov_deg)

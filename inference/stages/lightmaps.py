@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .environment import Environment, pixel_directions, sample_equirect
+from ..lighting.environment import Environment, pixel_directions, sample_equirect
 
 PHONG_EXPONENTS = (1, 16, 32, 64)
 

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .errors import RelightInputError
-from .imageio import linear_to_srgb
-from .onnx_session import OnnxModel
-from .resample import resize, working_size
-from .settings import RelightSettings
+from ..errors import RelightInputError
+from ..io.imageio import linear_to_srgb
+from ..models.registry import SELFIE_SEGMENTATION
+from ..models.session import load_model
+from ..resample import resize, working_size
+from ..settings import RelightSettings
 
-SEGMENTATION_MODEL = "selfie_segmentation"
 MIN_PERSON_FRACTION = 0.002  # below this share of the frame nothing person-like was segmented
 
 
@@ -38,7 +38,7 @@ class MattingResult:
 
 def segment_person(image_srgb: np.ndarray, settings: RelightSettings) -> np.ndarray:
     """Person probability (H, W) in [0, 1] for an sRGB-encoded [0, 1] image of any size."""
-    model = OnnxModel.load(SEGMENTATION_MODEL, settings.models_dir, settings.threads, settings.provider)
+    model = load_model(SELFIE_SEGMENTATION, settings)
     _, model_h, model_w, _ = model.input_shape()
     height, width = image_srgb.shape[:2]
     # MediaPipe stretches the whole frame to the model's input (no letterbox) for selfie segmentation.

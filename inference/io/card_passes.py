@@ -20,12 +20,12 @@ Maps:
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 
-from .errors import RelightInputError
+from ..errors import RelightInputError
+from ..shots.frames import split_frame_number
 from .exr import read_passes, write_passes
 
 CARD_LAYER = "card"
@@ -37,7 +37,6 @@ MAP_CHANNELS: dict[str, tuple[str, ...]] = {
     "roughness": ("A",),
 }
 FULL_PRECISION_MAPS = frozenset({"normal_map", "alpha"})
-_FRAME = re.compile(r"^(?P<head>.*?)(?P<digits>\d+)(?P<tail>\.[^.]+)$")
 
 
 def card_maps(passes: dict[str, np.ndarray], label: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
@@ -65,30 +64,11 @@ def card_maps(passes: dict[str, np.ndarray], label: str | os.PathLike | None = N
     return maps
 
 
-def sequence_frames(path: str | os.PathLike) -> list[tuple[int, Path]]:
-    """[(frame number, file)] of the image sequence `path` belongs to (same name apart from the trailing frame
-    number of the same width), sorted; just [(0, path)] for a file without a frame number or without siblings."""
-    path = Path(path)
-    match = _FRAME.match(path.name)
-    if match is None or not path.parent.is_dir():
-        return [(0, path)]
-    head, width, tail = match["head"], len(match["digits"]), match["tail"]
-    frames = []
-    for sibling in path.parent.iterdir():
-        other = _FRAME.match(sibling.name)
-        if (other and other["head"] == head and other["tail"] == tail and len(other["digits"]) == width
-                and sibling.is_file()):
-            frames.append((int(other["digits"]), sibling))
-    if len(frames) < 2:
-        return [(0, path)]
-    return sorted(frames)
-
-
 def card_folder(source: str | os.PathLike) -> Path:
     """`<dir>/<name>_card` for `<dir>/<name>[.####].exr`."""
     source = Path(source)
-    match = _FRAME.match(source.name)
-    name = match["head"].rstrip("._-") if match and match["head"].rstrip("._-") else source.stem
+    numbered = split_frame_number(source.name)
+    name = numbered.head.rstrip("._-") if numbered and numbered.head.rstrip("._-") else source.stem
     return source.parent / f"{name}_card"
 
 

@@ -10,33 +10,17 @@ declared shapes lie is caught too. Problems raise RelightInputError naming the f
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import RelightInputError
-from .onnx_session import OnnxModel
+from ..errors import RelightInputError
+from .registry import MODELS, model_names
+from .session import OnnxModel
 
 CONTRACTS_DOC = "inference/models/CONTRACTS.md"
 
 
-@dataclass(frozen=True)
-class ModelContract:
-    input_shape: tuple[int, ...]  # NHWC
-    output_shapes: tuple[tuple[int, ...], ...]  # in output order
-    accepts_nchw: bool = False  # the caller transposes for a (1, C, H, W) input (face.py's _run_image_model)
-
-
-# The tables of CONTRACTS.md; tests/test_preferences.py checks the bundled models satisfy them.
-CONTRACTS: dict[str, ModelContract] = {
-    "selfie_segmentation": ModelContract((1, 256, 256, 3), ((1, 256, 256, 1),)),
-    "face_detection_short_range": ModelContract((1, 128, 128, 3), ((1, 896, 16), (1, 896, 1)), accepts_nchw=True),
-    "face_landmark": ModelContract((1, 192, 192, 3), ((1, 1, 1, 1404), (1, 1, 1, 1)), accepts_nchw=True),
-    "pose_landmark_full": ModelContract(
-        (1, 256, 256, 3), ((1, 195), (1, 1), (1, 256, 256, 1), (1, 64, 64, 39), (1, 117))
-    ),
-}
 FLOAT_TENSOR = "tensor(float)"
 
 
@@ -54,10 +38,11 @@ def check_model(path: str | os.PathLike, name: str | None = None) -> None:
     its file stem)."""
     path = Path(path)
     name = name or path.stem
-    contract = CONTRACTS.get(name)
-    if contract is None:
+    spec = MODELS.get(name)
+    if spec is None:
         raise RelightInputError(path, f"'{name}' is not a model name of the contract (expected one of: "
-                                      f"{', '.join(f'{n}.onnx' for n in CONTRACTS)})")
+                                      f"{model_names()})")
+    contract = spec.contract
     model = OnnxModel(path, threads=1, provider="cpu")  # raises RelightInputError naming the file when unreadable
     inputs = model.session.get_inputs()
     if len(inputs) != 1:
@@ -107,7 +92,7 @@ def check_models_dir(folder: str | os.PathLike) -> tuple[str, ...]:
     files = sorted(p for p in folder.iterdir() if p.suffix == ".onnx" and p.is_file())
     if not files:
         raise RelightInputError(folder, f"no .onnx models in this folder (names as in {CONTRACTS_DOC}: "
-                                        f"{', '.join(f'{n}.onnx' for n in CONTRACTS)})")
+                                        f"{model_names()})")
     key = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
     if key not in _checked:
         for path in files:

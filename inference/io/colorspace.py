@@ -15,6 +15,10 @@ Data spaces (Non-Color and its aliases) pass through unchanged. View-transform e
 sRGB) are inverted by OCIO: Filmic's 1D LUT is invertible on its whole range; AgX's 3D LUT inverse is OCIO's
 approximate (exact-inverse) one, and display values at 1.0 map to the LUT's brightest scene value, not infinity
 (highlights clipped by the view transform stay clipped). Values that come out NaN/Inf are an input error.
+
+Plates and frames: `read_plate_in` takes a file's values as encoded in a named space (byte files and movies from
+their encoded values, float files EXR/HDR/float TIFF from their stored values); `encoded_to_linear` decodes
+display-encoded R'G'B' (movie frames).
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RelightInputError
-from .imageio import srgb_to_linear
+from ..errors import RelightInputError
+from .imageio import linear_to_srgb, read_plate, srgb_to_linear
 
 SCENE_LINEAR_ROLE = "scene_linear"
 # Built in (no OCIO config needed): names Blender's configs give these two spaces, aliases included.
@@ -137,3 +141,61 @@ def default_color_spaces() -> ColorSpaces:
     """Blender's config when bpy is installed (or $OCIO is set), else the built-in spaces."""
     path = blender_config_path()
     return color_spaces(os.fspath(path) if path else None)
+
+
+# ------------------------------------------------------------------ plates and frames in a named colour space
+FLOAT_SUFFIXES = {".exr", ".hdr"}
+
+
+def file_is_float(path: Path) -> bool:
+    """Whether read_plate takes the file's values as stored (float EXR/HDR/TIFF) rather than sRGB-decoding them."""
+    suffix = path.suffix.lower()
+    if suffix in FLOAT_SUFFIXES:
+        return True
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tiff:
+                return tiff.pages[0].dtype is not None and tiff.pages[0].dtype.kind == "f"
+        except (OSError, ValueError, IndexError, tifffile.TiffFileError):
+            return False  # read_plate reports the damaged file
+    return False
+
+
+def resolve_spaces(colorspace: str | None, spaces: ColorSpaces | None, label=None) -> ColorSpaces | None:
+    """The ColorSpaces that decode `colorspace` (None when no colour space is named); an unknown name raises here,
+    before any frame is read."""
+    if colorspace is None:
+        return None
+    if spaces is None:
+        spaces = default_color_spaces()
+    spaces.canonical(colorspace, label)
+    return spaces
+
+
+def encoded_to_linear(encoded: np.ndarray, colorspace: str | None, spaces: ColorSpaces | None,
+                      label) -> np.ndarray:
+    """Display-encoded R'G'B' (movies, and byte files re-encoded) in `colorspace` -> scene-linear, clamped at 0
+    like read_plate. None, or sRGB: the built-in sRGB EOTF."""
+    if colorspace is None or (spaces.canonical(colorspace, label) in BUILTIN_SRGB):
+        return srgb_to_linear(encoded)
+    return np.maximum(spaces.to_scene_linear(encoded, colorspace, label), 0.0)
+
+
+def read_plate_in(path: str | os.PathLike, colorspace: str | None = None,
+                  spaces: ColorSpaces | None = None) -> np.ndarray:
+    """read_plate, with the file's values taken as encoded in `colorspace` (None: read_plate's own choice, sRGB for
+    8/16-bit files, linear for float files). Scene-linear float32, clamped at 0 like read_plate."""
+    path = Path(path)
+    plate = read_plate(path)
+    spaces = resolve_spaces(colorspace, spaces)
+    if spaces is None:
+        return plate
+    if not file_is_float(path):
+        if spaces.canonical(colorspace, path) in BUILTIN_SRGB:
+            return plate  # read_plate's own decoding
+        return encoded_to_linear(linear_to_srgb(plate), colorspace, spaces, path)  # back to the stored values
+    if spaces.is_identity(colorspace, path):
+        return plate
+    return np.maximum(spaces.to_scene_linear(plate, colorspace, path), 0.0)

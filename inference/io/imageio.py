@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RelightInputError
+from ..errors import RelightInputError, describe_exception
 
 PLATE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".hdr"}
 
@@ -179,12 +179,7 @@ def _decode(path: Path) -> np.ndarray:
     except RelightInputError:
         raise
     except Exception as exc:  # Pillow, pypng, tifffile and OpenEXR each raise their own types on corrupt data
-        raise RelightInputError(path, f"cannot read image ({_describe(exc)})") from exc
-
-
-def _describe(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{exc.__class__.__name__}: {text[0]}" if text else exc.__class__.__name__
+        raise RelightInputError(path, f"cannot read image ({describe_exception(exc)})") from exc
 
 
 def _check_pixels(path: Path, pixels: np.ndarray, what: str) -> np.ndarray:

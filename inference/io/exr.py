@@ -8,11 +8,12 @@ files small where precision allows; normals and alpha stay 32-bit float because 
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
 
-from .errors import RelightInputError
+from ..errors import RelightInputError
 from .imageio import atomic_target, commit_atomic
 
 DEFAULT_LAYER = "relight"
@@ -101,3 +102,43 @@ def read_passes(path: str | os.PathLike, layer: str = DEFAULT_LAYER) -> dict[str
         stacked = [planes[c] for c in order]
         passes[name] = stacked[0] if len(stacked) == 1 else np.stack(stacked, axis=-1)
     return passes
+
+
+_EXR_MAGIC = 20000630
+_LINES_PER_CHUNK = {0: 1, 1: 1, 2: 1, 3: 16, 4: 32, 5: 16, 6: 32, 7: 32, 8: 32, 9: 256}
+
+
+def exr_chunks_intact(path: Path) -> bool:
+    """Whether a single-part scanline EXR's header and every chunk lie inside the file.
+
+    Checked by hand before OpenEXR reads the file, because OpenEXR prints to stdout/stderr on truncated files."""
+    try:
+        data = path.read_bytes()
+        if len(data) < 8 or struct.unpack_from("<i", data, 0)[0] != _EXR_MAGIC:
+            return False
+        if struct.unpack_from("<i", data, 4)[0] & 0x1E00:  # tiled, long names, deep or multipart: not ours
+            return False
+        pos, attributes = 8, {}
+        while data[pos] != 0:
+            name_end = data.index(b"\0", pos)
+            type_end = data.index(b"\0", name_end + 1)
+            (size,) = struct.unpack_from("<i", data, type_end + 1)
+            start = type_end + 5
+            attributes[data[pos:name_end]] = data[start : start + size]
+            pos = start + size
+        pos += 1
+        lines = _LINES_PER_CHUNK.get(attributes[b"compression"][0])
+        _, ymin, _, ymax = struct.unpack("<4i", attributes[b"dataWindow"])
+        if lines is None or ymax < ymin:
+            return False
+        chunks = (ymax - ymin + lines) // lines
+        offsets = struct.unpack_from(f"<{chunks}Q", data, pos)
+        for offset in offsets:
+            if offset + 8 > len(data):
+                return False
+            _, packed = struct.unpack_from("<2i", data, offset)
+            if packed < 0 or offset + 8 + packed > len(data):
+                return False
+        return True
+    except (OSError, IndexError, KeyError, ValueError, struct.error):
+        return False

@@ -1,7 +1,8 @@
 """The one place that creates ONNX Runtime sessions.
 
 Owns the execution-provider choice and thread count, and reads input/output names and shapes from the model,
-so a user's own ONNX file that follows the same contract (inference/models/CONTRACTS.md) drops in.
+so a user's own ONNX file that follows the same contract (inference/models/CONTRACTS.md) drops in. Models are
+named by their registry entry (models/registry.py); the stages load them with `load_model(spec, settings)`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RelightInputError
+from ..errors import RelightInputError
+from ..settings import RelightSettings
+from .registry import MODELS, ModelSpec, model_names
 
-BUNDLED_MODELS_DIR = Path(__file__).resolve().parent / "models"
+BUNDLED_MODELS_DIR = Path(__file__).resolve().parent
 
 
 def resolve_model(name: str, models_dir: str | os.PathLike | None = None) -> Path:
     """Path of `<name>.onnx` in the user's folder if it has one, else the bundled model."""
+    if name not in MODELS:
+        raise RelightInputError(None, f"'{name}' is not a registered model ({model_names()})")
     candidates = []
     if models_dir:
         candidates.append(Path(models_dir) / f"{name}.onnx")
@@ -84,3 +89,8 @@ class OnnxModel:
         feeds.update(named)
         feeds = {k: np.ascontiguousarray(v, np.float32) for k, v in feeds.items()}
         return dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
+
+
+def load_model(spec: ModelSpec, settings: RelightSettings) -> OnnxModel:
+    """The registered model `spec` (the user's replacement when settings.models_dir has one), cached."""
+    return OnnxModel.load(spec.name, settings.models_dir, settings.threads, settings.provider)

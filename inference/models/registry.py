@@ -1,0 +1,90 @@
+"""The one table of models: each model's name, what it is for, where it comes from, its checksum and its contract.
+
+Everything that touches a model reads this table: `make models` (tools/build_models.py) builds the models whose
+source is a member of a pinned wheel, the stages load them by their spec (models.session.load_model), the user's
+models folder is checked against the contracts (models.contracts), and the extension zip ships what is listed.
+The written contracts, with their meaning, are inference/models/CONTRACTS.md; tests check it agrees with this table.
+Learned nets trained by Portrait Relight register here as `CommittedOnnx` sources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MEDIAPIPE_VERSION = "0.10.21"
+MEDIAPIPE_LICENCE = (f"Apache-2.0, Google MediaPipe {MEDIAPIPE_VERSION} (https://github.com/google-ai-edge/mediapipe); "
+                     "converted by Portrait Relight tools/tflite2onnx")
+
+
+@dataclass(frozen=True)
+class WheelMember:
+    """A .tflite file inside a pinned PyPI wheel, converted to ONNX at build time (never committed)."""
+
+    package: str
+    version: str
+    member: str  # path inside the wheel
+
+    def describe(self) -> str:
+        return f"{self.package}=={self.version}:{self.member}"
+
+
+@dataclass(frozen=True)
+class CommittedOnnx:
+    """Our own trained ONNX file, committed in inference/models/ under the model's name."""
+
+    training: str  # where its training code and model card live
+
+    def describe(self) -> str:
+        return f"committed ONNX ({self.training})"
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """What a model (bundled or the user's replacement) must accept and return: one float32 input of this static
+    NHWC shape and float32 outputs of these shapes, in this order."""
+
+    input_shape: tuple[int, ...]  # NHWC
+    output_shapes: tuple[tuple[int, ...], ...]  # in output order
+    accepts_nchw: bool = False  # the caller transposes for a (1, C, H, W) input (stages/face.py)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # file stem: <name>.onnx, bundled and in a user's models folder
+    purpose: str
+    source: WheelMember | CommittedOnnx
+    sha256: str  # of the source file (the wheel member, or the committed .onnx)
+    contract: ModelContract
+    licence: str
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.name}.onnx"
+
+
+def _mediapipe(member: str) -> WheelMember:
+    return WheelMember("mediapipe", MEDIAPIPE_VERSION, member)
+
+
+SELFIE_SEGMENTATION = ModelSpec(
+    "selfie_segmentation", "person/background mask for matting (stages/matting.py)",
+    _mediapipe("mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite"),
+    "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c",
+    ModelContract((1, 256, 256, 3), ((1, 256, 256, 1),)), MEDIAPIPE_LICENCE)
+FACE_DETECTOR = ModelSpec(
+    "face_detection_short_range", "face boxes and 6 keypoints (stages/face.py)",
+    _mediapipe("mediapipe/modules/face_detection/face_detection_short_range.tflite"),
+    "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
+    ModelContract((1, 128, 128, 3), ((1, 896, 16), (1, 896, 1)), accepts_nchw=True), MEDIAPIPE_LICENCE)
+FACE_LANDMARKS = ModelSpec(
+    "face_landmark", "468-point face mesh for the face normals (stages/face.py, stages/geometry.py)",
+    _mediapipe("mediapipe/modules/face_landmark/face_landmark.tflite"),
+    "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814",
+    ModelContract((1, 192, 192, 3), ((1, 1, 1, 1404), (1, 1, 1, 1)), accepts_nchw=True), MEDIAPIPE_LICENCE)
+
+MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (SELFIE_SEGMENTATION, FACE_DETECTOR, FACE_LANDMARKS)}
+
+
+def model_names() -> str:
+    """'a.onnx, b.onnx, ...' for messages."""
+    return ", ".join(spec.file_name for spec in MODELS.values())
