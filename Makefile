@@ -9,14 +9,14 @@ export PORTRAIT_RELIGHT_CACHE := $(CACHE)
 export NUMBA_CACHE_DIR ?= $(CACHE)/numba
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test bench bench-shot eval eval-set lightstage-sample lightstage-pack screenshots models extension venv clean
+.PHONY: demo test bench bench-shot eval eval-set lightstage-sample lightstage-poses lightstage-pack train screenshots models extension venv clean
 
 # 1. Main job: relight the public-domain astronaut portrait (scikit-image) under Blender's bundled forest HDRI.
 demo: models
 	$(PY) tools/demo.py --out out/demo $(if $(PLATE),--plate $(PLATE))
 
 # 2. All tests (.ci/run calls exactly this): the lint (ruff.toml), then the suite.
-test: models $(VENV)-tflite/.installed $(VENV)-bpy45/.installed
+test: models $(VENV)/.train-installed $(VENV)-tflite/.installed $(VENV)-bpy45/.installed
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -ra tests
 
@@ -45,6 +45,15 @@ lightstage-sample: models
 	$(PY) tools/lightstage.py --out $(CACHE)/lightstage/samples --seed $(or $(SEED),0) --count $(or $(N),4) \
 		--size 384 --subject $(or $(SUBJECT),makehuman) --samples 64 --olat 32
 
+# Training poses (ground truth + 32-light OLAT basis at 256^2, ~100 per hour on 2 cores) cached in
+# $(CACHE)/lightstage/poses-v1/{train,val}/; renders only the missing ones, so the cache grows: make lightstage-poses N=1000
+lightstage-poses: models
+	$(PY) tools/lightstage.py --poses --count $(or $(N),100) --cache $(CACHE)
+
+# Train a net on the cached poses, resumably, then export it: make train NET=geometry MINUTES=90
+train: models $(VENV)/.train-installed
+	$(PY) tools/train.py --net $(or $(NET),geometry) --minutes $(or $(MINUTES),60) --cache $(CACHE)
+
 # Pack rendered cases into training shards (<= 60 MB .npz each, numpy-only reader): make lightstage-pack CASES=DIR OUT=DIR
 lightstage-pack: $(VENV)/.installed
 	$(PY) tools/lightstage_pack.py --cases $(or $(CASES),$(CACHE)/lightstage/samples) \
@@ -56,6 +65,11 @@ $(VENV)/.installed: requirements.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt -c constraints.txt
+	touch $@
+
+# torch (CPU build, exact pin) for training/ and its tests, in the main venv; never in the extension's zip.
+$(VENV)/.train-installed: $(VENV)/.installed requirements-train.txt
+	$(PY) -m pip install -q -r requirements-train.txt
 	touch $@
 
 # TFLite reference interpreter for the converter tests: ai-edge-litert needs numpy 2, bpy needs numpy < 2,

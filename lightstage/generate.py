@@ -94,33 +94,8 @@ class Generator:
     def render_case(self, seed: int) -> tuple[dict[str, np.ndarray], dict]:
         params = sample_case(seed, self.subject.name, self.shared)
         timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        target, extent = self.subject.apply(params["subject"])
-        cam = params["camera"]
-        distance = extent / 2.0 / math.tan(math.radians(cam["fov_deg"]) / 2.0)
-        r_cam = self.stage.set_camera(target, distance, cam["yaw_deg"], cam["pitch_deg"], cam["roll_deg"],
-                                      cam["fov_deg"])
-        self.stage.scene.cycles.seed = seed % (2 ** 31)
-        timings["setup"] = time.perf_counter() - t0
-
-        source = params["source"]
-        t0 = time.perf_counter()
-        self.stage.set_world(hdri_path(source["hdri"], self.shared), source["rotation_z_deg"], source["strength"])
-        ch = self.stage.render(self.samples)
-        timings["source_render"] = time.perf_counter() - t0
-        alpha = np.clip(ch["Combined.A"], 0.0, 1.0)
-        passes = {"alpha": alpha, "plate": stack(ch, "Combined", "RGB") + stack(ch, "Environment", "RGB")}
-        normal = stack(ch, "Normal", "XYZ") @ r_cam  # rows: n_cam = R_cam^T n_world
-        length = np.linalg.norm(normal, axis=-1, keepdims=True)
-        inside = (alpha > 0)[..., None] & (length > 1e-6)
-        passes["normal"] = np.where(inside, normal / np.maximum(length, 1e-6), 0.0)
-        passes["albedo"] = _straight(stack(ch, AOV_ALBEDO, "RGB"), alpha)
-        passes["roughness"] = _straight(ch[f"{AOV_ROUGHNESS}.X"][..., None], alpha)[..., 0]
-        # Depth: 0 where unknown (background; edge pixels whose depth sample missed the subject)
-        # Cycles' Depth pass is planar (camera -Z); the ground truth is the distance along the pixel's ray.
-        rays = camera_rays(self.size, self.size, cam["fov_deg"])
-        depth = ch["Depth.Z"] / np.maximum(-rays[..., 2], 1e-6)
-        passes["depth"] = np.where((alpha > 0) & (depth < 1e6), depth, 0.0)
+        passes, view, _subject = self.render_ground_truth(params, timings)
+        alpha = passes["alpha"]
 
         target_light = params["target"]
         t0 = time.perf_counter()
@@ -132,36 +107,78 @@ class Generator:
 
         if self.olat:
             t0 = time.perf_counter()
-            passes["relit_olat"] = self._olat_relit(target_hdri, target_light, alpha)
+            weights = lighting.olat_weights(target_hdri, target_light["rotation_z_deg"], target_light["strength"],
+                                            self.olat_dirs)
+            passes["relit_olat"] = _straight(np.einsum("nhwc,nc->hwc", self.render_olat_basis(), weights)
+                                             .astype(np.float32), alpha)
             timings["olat_render"] = time.perf_counter() - t0
-
-        env_rot = lambda light: (lighting.rotation_z(math.radians(light["rotation_z_deg"])) @ r_cam)  # noqa: E731
-        meta = {
-            "seed": seed, "subject": params["subject"], "width": self.size, "height": self.size,
-            "samples": self.samples,
-            "camera": {"fov_deg": cam["fov_deg"], "R_cam": r_cam.tolist(), "yaw_deg": cam["yaw_deg"],
-                       "pitch_deg": cam["pitch_deg"], "roll_deg": cam["roll_deg"], "distance_m": distance},
-            "source": {**source, "cam_to_env": env_rot(source).tolist()},
-            "target": {**target_light, "cam_to_env": env_rot(target_light).tolist()},
-            "olat": {"count": self.olat, "directions_world": self.olat_dirs.tolist()} if self.olat else None,
-            "render_seconds": {k: round(v, 3) for k, v in timings.items()},
-            "generator_version": GENERATOR_VERSION,
-        }
+        meta = self.case_meta(params, view, timings)
+        meta["target"] = {**target_light, "cam_to_env": self.cam_to_env(target_light, view["R_cam"]).tolist()}
         return passes, meta
 
-    def _olat_relit(self, hdri: Path, light: dict, alpha: np.ndarray) -> np.ndarray:
-        """relit as sum_i w_i * OLAT_i: one render, one light-group pass per sun, world black."""
+    def render_ground_truth(self, params: dict, timings: dict[str, float]
+                            ) -> tuple[dict[str, np.ndarray], dict, np.ndarray]:
+        """Pose the subject and camera as `params` say and render under the source light: the plate (subject
+        over the HDRI), alpha and the ground-truth passes, the view {R_cam, fov_deg, distance_m}, and the subject
+        alone (premultiplied by coverage, no background)."""
+        t0 = time.perf_counter()
+        target, extent = self.subject.apply(params["subject"])
+        cam = params["camera"]
+        distance = extent / 2.0 / math.tan(math.radians(cam["fov_deg"]) / 2.0)
+        r_cam = self.stage.set_camera(target, distance, cam["yaw_deg"], cam["pitch_deg"], cam["roll_deg"],
+                                      cam["fov_deg"])
+        self.stage.scene.cycles.seed = params["seed"] % (2 ** 31)
+        timings["setup"] = time.perf_counter() - t0
+
+        source = params["source"]
+        t0 = time.perf_counter()
+        self.stage.set_world(hdri_path(source["hdri"], self.shared), source["rotation_z_deg"], source["strength"])
+        ch = self.stage.render(self.samples)
+        timings["source_render"] = time.perf_counter() - t0
+        alpha = np.clip(ch["Combined.A"], 0.0, 1.0)
+        subject = stack(ch, "Combined", "RGB")
+        passes = {"alpha": alpha, "plate": subject + stack(ch, "Environment", "RGB")}
+        normal = stack(ch, "Normal", "XYZ") @ r_cam  # rows: n_cam = R_cam^T n_world
+        length = np.linalg.norm(normal, axis=-1, keepdims=True)
+        inside = (alpha > 0)[..., None] & (length > 1e-6)
+        passes["normal"] = np.where(inside, normal / np.maximum(length, 1e-6), 0.0)
+        passes["albedo"] = _straight(stack(ch, AOV_ALBEDO, "RGB"), alpha)
+        passes["roughness"] = _straight(ch[f"{AOV_ROUGHNESS}.X"][..., None], alpha)[..., 0]
+        # Depth: 0 where unknown (background; edge pixels whose depth sample missed the subject)
+        # Cycles' Depth pass is planar (camera -Z); the ground truth is the distance along the pixel's ray.
+        rays = camera_rays(self.size, self.size, cam["fov_deg"])
+        depth = ch["Depth.Z"] / np.maximum(-rays[..., 2], 1e-6)
+        passes["depth"] = np.where((alpha > 0) & (depth < 1e6), depth, 0.0)
+        return passes, {"R_cam": r_cam, "fov_deg": cam["fov_deg"], "distance_m": distance}, subject
+
+    def render_olat_basis(self) -> np.ndarray:
+        """(N, H, W, 3) float32 one-light-at-a-time images of the posed subject, premultiplied by coverage (world
+        black): a sun of irradiance 1 per OLAT direction, all from one render (one light group per sun)."""
         self.stage.set_world(None, 0.0, 0.0)
         self.stage.show_olat(True)
         try:
             ch = self.stage.render(self.samples)
         finally:
             self.stage.show_olat(False)
-        weights = lighting.olat_weights(hdri, light["rotation_z_deg"], light["strength"], self.olat_dirs)
-        total = np.zeros(alpha.shape + (3,), np.float64)
-        for i, w in enumerate(weights):
-            total += stack(ch, f"Combined_olat{i:03d}", "RGB") * w
-        return _straight(total.astype(np.float32), alpha)
+        return np.stack([stack(ch, f"Combined_olat{i:03d}", "RGB") for i in range(self.olat)])
+
+    @staticmethod
+    def cam_to_env(light: dict, r_cam: np.ndarray) -> np.ndarray:
+        """The panorama lookup of camera directions under `light` (CONVENTIONS.md): q = Rz(rot) R_cam d_cam."""
+        return lighting.rotation_z(math.radians(light["rotation_z_deg"])) @ r_cam
+
+    def case_meta(self, params: dict, view: dict, timings: dict[str, float]) -> dict:
+        cam, r_cam = params["camera"], view["R_cam"]
+        return {
+            "seed": params["seed"], "subject": params["subject"], "width": self.size, "height": self.size,
+            "samples": self.samples,
+            "camera": {"fov_deg": cam["fov_deg"], "R_cam": r_cam.tolist(), "yaw_deg": cam["yaw_deg"],
+                       "pitch_deg": cam["pitch_deg"], "roll_deg": cam["roll_deg"], "distance_m": view["distance_m"]},
+            "source": {**params["source"], "cam_to_env": self.cam_to_env(params["source"], r_cam).tolist()},
+            "olat": {"count": self.olat, "directions_world": self.olat_dirs.tolist()} if self.olat else None,
+            "render_seconds": {k: round(v, 3) for k, v in timings.items()},
+            "generator_version": GENERATOR_VERSION,
+        }
 
 
 def write_case(case_dir: Path, passes: dict[str, np.ndarray], meta: dict) -> Path:

@@ -63,7 +63,13 @@ def fibonacci_sphere(count: int) -> np.ndarray:
 def olat_weights(path: Path, rotation_z_deg: float, strength: float, directions_world: np.ndarray) -> np.ndarray:
     """(N, 3) RGB weight of each OLAT light: the HDRI's radiance integrated over the light's Voronoi cell
     (nearest light direction), in W/m^2: a sun of strength 1 scaled by it gives the cell's irradiance."""
-    pixels = load_hdri(path).astype(np.float64) * strength
+    return panorama_olat_weights(load_hdri(path), rotation_z_deg, strength, directions_world)
+
+
+def panorama_olat_weights(panorama: np.ndarray, rotation_z_deg: float, strength: float,
+                          directions_world: np.ndarray) -> np.ndarray:
+    """olat_weights of an equirect panorama already in memory (any resolution: the integral keeps its energy)."""
+    pixels = panorama.astype(np.float64) * strength
     h, w = pixels.shape[:2]
     q = pixel_directions(h, w).reshape(-1, 3)
     world = q @ rotation_z(math.radians(rotation_z_deg))  # d = Rz^T q, written row-wise

@@ -20,3 +20,35 @@ render = scene.render
 render.resolution_x = render.resolution_y = %(size)d
 render.resolution_percentage = 100
 """
+
+# With `comp` the scene's compositor tree: relight the plate image through the operator (scene world), and record
+# the passes node it added.
+COMPOSITOR_RELIGHT = """
+plate_node = comp.nodes.new("CompositorNodeImage")
+plate_node.image = bpy.data.images.load(plate)
+comp.nodes.active = plate_node
+result["compositor_op"] = list(bpy.ops.portrait_relight.compositor_relight(
+    lighting="WORLD", output_dir=os.path.join(work, "comp") + os.sep))
+result["compositor_nodes"] = sorted(n.name for n in comp.nodes)
+passes_node = comp.nodes["Portrait Relight Passes"]
+result["exr_sockets"] = [o.name for o in passes_node.outputs if o.enabled]
+result["exr_path"] = bpy.path.abspath(passes_node.image.filepath)
+"""
+
+# Render the compositor alone into <work>/render.exr.
+RENDER_COMPOSITOR = """
+render.engine = "BLENDER_WORKBENCH"  # nothing to render but the compositor
+render.use_compositing = True
+render.image_settings.file_format = "OPEN_EXR"
+render.image_settings.color_depth = "32"
+scene.view_settings.view_transform = "Standard"
+render.filepath = os.path.join(work, "render.exr")
+bpy.ops.render.render(write_still=True)
+result["render_path"] = render.filepath
+"""
+
+
+def script_parts(size: int) -> dict[str, str]:
+    """The snippets above by the names the scripts use them under (`%(name)s` at the start of a line)."""
+    return {"world_scene": FOREST_WORLD_SCENE % {"size": size}, "compositor_relight": COMPOSITOR_RELIGHT,
+            "render_compositor": RENDER_COMPOSITOR}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from blender_scripts import FOREST_WORLD_SCENE
+from blender_scripts import script_parts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PYTHON45 = REPO_ROOT / ".venv-bpy45" / "bin" / "python"
@@ -48,29 +48,14 @@ SCRIPT = textwrap.dedent(
     # Compositor: 4.5 keeps it in scene.node_tree, output through the Composite node.
     scene.use_nodes = True
     comp = scene.node_tree
-    plate_node = comp.nodes.new("CompositorNodeImage")
-    plate_node.image = bpy.data.images.load(plate)
-    comp.nodes.active = plate_node
-    result["compositor_op"] = list(bpy.ops.portrait_relight.compositor_relight(
-        lighting="WORLD", output_dir=os.path.join(work, "comp") + os.sep))
-    result["compositor_nodes"] = sorted(n.name for n in comp.nodes)
-    passes_node = comp.nodes["Portrait Relight Passes"]
-    result["exr_sockets"] = [o.name for o in passes_node.outputs if o.enabled]
-    result["exr_path"] = bpy.path.abspath(passes_node.image.filepath)
+    %(compositor_relight)s
     composite = next(n for n in comp.nodes if n.type == "COMPOSITE")
     result["composite_from"] = [(l.from_node.name, l.from_socket.name) for l in composite.inputs[0].links]
     group = comp.nodes["Portrait Relight Recombine"]
     result["group_inputs"] = sorted((l.to_socket.name, l.from_node.name, l.from_socket.name)
                                     for l in comp.links if l.to_node == group)
 
-    render.engine = "BLENDER_WORKBENCH"  # nothing to render but the compositor
-    render.use_compositing = True
-    render.image_settings.file_format = "OPEN_EXR"
-    render.image_settings.color_depth = "32"
-    scene.view_settings.view_transform = "Standard"
-    render.filepath = os.path.join(work, "render.exr")
-    bpy.ops.render.render(write_still=True)
-    result["render_path"] = render.filepath
+    %(render_compositor)s
 
     # 3D card from the compositor's EXR (its default path); 4.5 materials need use_nodes switched on.
     from portrait_relight.operators import card
@@ -99,7 +84,7 @@ SCRIPT = textwrap.dedent(
     package.unregister()
     print("RESULT " + json.dumps(result))
     """
-) % {"world_scene": FOREST_WORLD_SCENE % {"size": SIZE}}
+) % script_parts(SIZE)
 
 
 def test_blender45_compositor_and_sequencer(tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from blender_scripts import FOREST_WORLD_SCENE
+from blender_scripts import script_parts
 
 from portrait_relight.inference.models.registry import MODELS
 
@@ -44,24 +44,9 @@ SCRIPT = textwrap.dedent(
 
     comp = bpy.data.node_groups.new("Compositing", "CompositorNodeTree")
     scene.compositing_node_group = comp
-    plate_node = comp.nodes.new("CompositorNodeImage")
-    plate_node.image = bpy.data.images.load(plate)
-    comp.nodes.active = plate_node
-    result["compositor_op"] = list(bpy.ops.portrait_relight.compositor_relight(
-        lighting="WORLD", output_dir=os.path.join(work, "comp") + os.sep))
-    result["compositor_nodes"] = sorted(n.name for n in comp.nodes)
-    passes_node = comp.nodes["Portrait Relight Passes"]
-    result["exr_sockets"] = [o.name for o in passes_node.outputs if o.enabled]
-    result["exr_path"] = bpy.path.abspath(passes_node.image.filepath)
+    %(compositor_relight)s
 
-    render.engine = "BLENDER_WORKBENCH"  # nothing to render but the compositor
-    render.use_compositing = True
-    render.image_settings.file_format = "OPEN_EXR"
-    render.image_settings.color_depth = "32"
-    scene.view_settings.view_transform = "Standard"
-    render.filepath = os.path.join(work, "render.exr")
-    bpy.ops.render.render(write_still=True)
-    result["render_path"] = render.filepath
+    %(render_compositor)s
 
     editor = scene.sequence_editor_create()
     strip = editor.strips.new_image("plate", plate, channel=1, frame_start=1)
@@ -72,7 +57,7 @@ SCRIPT = textwrap.dedent(
                          [e.filename for e in s.elements]) for s in editor.strips_all]
     print("RESULT " + json.dumps(result))
     """
-) % {"world_scene": FOREST_WORLD_SCENE % {"size": 256}}
+) % script_parts(256)
 
 
 def isolated_pythonpath(tmp_path: Path) -> Path:

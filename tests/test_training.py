@@ -1,0 +1,111 @@
+"""The training harness and the geometry net on a 64^2 fixture: synthetic poses (lit ellipsoids with exact
+normals and an exact OLAT basis, so no render is needed) go through the real derivation, crop and loss. A short
+run lowers the validation loss, a resumed run continues from its checkpoint, and the exported ONNX model agrees
+with torch."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")  # training/ only; `make test` installs it (requirements-train.txt)
+
+from portrait_relight.inference.stages import normals_net  # noqa: E402
+from portrait_relight.lightstage import derive, lighting  # noqa: E402
+from portrait_relight.training import geometry  # noqa: E402
+from portrait_relight.training.harness import RunConfig, export_onnx, train  # noqa: E402
+
+SIZE = 64
+OLAT = 16
+
+
+def synthetic_pose(seed: int, pool: derive.HdriPool) -> dict:
+    """An ellipsoid 'subject' seen from the front: analytic normals, a Lambertian OLAT basis for OLAT suns, its
+    direct render lit by the first pool HDRI. Shaped like read_pose's dict."""
+    rng = np.random.default_rng(seed)
+    y, x = (np.mgrid[0:SIZE, 0:SIZE] + 0.5) / SIZE * 2.0 - 1.0
+    cx, cy, rx, ry = rng.uniform(-0.2, 0.2), rng.uniform(-0.2, 0.2), rng.uniform(0.35, 0.6), rng.uniform(0.45, 0.7)
+    u, v = (x - cx) / rx, -(y - cy) / ry
+    inside = u * u + v * v < 1.0
+    w = np.sqrt(np.clip(1.0 - u * u - v * v, 0.0, 1.0))
+    normal = np.stack([u / rx, v / ry, w / min(rx, ry)], axis=-1)
+    normal = np.where(inside[..., None], normal / np.linalg.norm(normal, axis=-1, keepdims=True), 0.0)
+    alpha = inside.astype(np.float32)
+    albedo = np.broadcast_to(rng.uniform(0.2, 0.8, 3), (SIZE, SIZE, 3)) * alpha[..., None]
+    directions = lighting.fibonacci_sphere(OLAT)
+    r_cam = np.eye(3)  # camera frame = world frame: a world direction is a camera direction
+    olat = np.stack([albedo * np.clip(normal @ d, 0.0, None)[..., None] / math.pi for d in directions])
+    collection, path = pool.entries[0]
+    source = {"hdri": {"collection": collection, "name": path.name}, "rotation_z_deg": 0.0, "strength": 1.0,
+              "cam_to_env": np.eye(3).tolist()}
+    weights = lighting.panorama_olat_weights(pool.panorama(path), 0.0, 1.0, directions)
+    meta = {"seed": seed, "camera": {"fov_deg": 30.0, "R_cam": r_cam.tolist()}, "source": source,
+            "olat": {"count": OLAT, "directions_world": directions.tolist()}}
+    return {"alpha": alpha, "normal": normal.astype(np.float32), "albedo": albedo.astype(np.float32),
+            "roughness": alpha * 0.5, "depth": alpha, "olat": olat.astype(np.float32),
+            "direct": np.einsum("nhwc,nc->hwc", olat, weights).astype(np.float32), "meta": meta}
+
+
+@pytest.fixture(scope="module")
+def task(shared_dir, tmp_path_factory):
+    pool = derive.HdriPool.from_shared(shared_dir, height=64)
+    folder = tmp_path_factory.mktemp("synthetic_poses")
+    poses = {folder / f"pose_{seed}.npz": synthetic_pose(seed, pool) for seed in range(12)}
+    names = sorted(poses)
+    return geometry.GeometryTask(names[:9], names[9:], pool, size=SIZE, loader=poses.__getitem__)
+
+
+def test_prepared_sample_follows_the_contract(task):
+    pose = task.load(task.train_poses[0])
+    x, target, mask = geometry.prepare(derive.derive_sample(pose, 3, task.pool), SIZE)
+    assert x.shape == (4, SIZE, SIZE) and target.shape == (3, SIZE, SIZE) and mask.shape == (1, SIZE, SIZE)
+    assert 0.0 <= x.min() and x.max() <= 1.0  # sRGB-encoded plate and the matte
+    lengths = np.linalg.norm(target, axis=0)[mask[0] > 0]
+    assert mask.mean() > 0.2 and np.allclose(lengths, 1.0, atol=1e-4)
+    assert (target[2][mask[0] > 0] > 0).mean() > 0.95  # +Z toward the camera
+    mirrored = geometry.prepare(derive.derive_sample(pose, 3, task.pool), SIZE, np.random.default_rng(1))
+    assert mirrored[0].shape == x.shape
+
+
+def test_short_run_lowers_the_loss_and_resumes(task, tmp_path):
+    config = RunConfig(batch_size=4, learning_rate=2e-3, validate_every=10)
+    model, history = train(task, tmp_path / "run", config, steps=10, log=lambda line: None)
+    first = history.val_loss[0]
+    model, history = train(task, tmp_path / "run", config, steps=60, log=lambda line: None)  # resumes at 10
+    assert history.steps == [10, 20, 30, 40, 50, 60]
+    assert history.val_loss[-1] < 0.7 * first, history.val_loss
+    assert history.val_metric[-1] < history.val_metric[0]
+    saved = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert saved["steps"] == history.steps and (tmp_path / "run" / "curves.png").stat().st_size > 0
+
+
+def test_onnx_export_matches_torch_at_another_size(task, tmp_path):
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    model = task.make_model()
+    path = export_onnx(model, tmp_path / "geometry.onnx", geometry.IN_CHANNELS, {"net": "geometry"})
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((1, 4, 96, 80), dtype=np.float32)  # not the export size, not square
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    (got,) = session.run(None, {"input": x})
+    assert got.shape == expected.shape == (1, 3, 96, 80)
+    assert np.abs(got - expected).max() <= 1e-3 * max(1.0, float(np.abs(expected).max()))
+    normals = normals_net.unit_normals(got)
+    assert np.allclose(np.linalg.norm(normals, axis=-1), 1.0, atol=1e-5)
+
+
+def test_subject_crop_round_trip():
+    alpha = np.zeros((90, 120), np.float32)
+    alpha[20:70, 30:60] = 1.0
+    crop = normals_net.subject_crop(alpha)
+    assert crop.side >= 50 and crop.top <= 20 and crop.left <= 30 and crop.top + crop.side >= 70
+    back = crop.put_back(crop.take(alpha, 64)[..., None], 90, 120)[..., 0]
+    assert np.abs(back - alpha)[alpha > 0].mean() < 0.05 and back[alpha == 0].mean() < 0.02
+    edge = normals_net.SubjectCrop(-10, -10, 40)  # reaches beyond the plate: zeros there, no wrap-around
+    taken = edge.take(np.ones((30, 30), np.float32), 40)
+    assert taken[:8, :8].max() == 0.0 and taken[15:35, 15:35].min() == 1.0
