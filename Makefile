@@ -96,4 +96,5 @@ extension: models
 	$(PY) tools/build_extension.py
 
 clean:
-	rm -rf build dist out inference/models/*.onnx
+	rm -rf build dist out
+	git clean -fqX inference/models  # the models built from wheels (ignored), not our committed nets

@@ -1,6 +1,7 @@
 """The methods compared per case: the product itself, the no-relighting baseline, and per-stage oracles.
 
-"ours" is `inference.pipeline.relight`, the very code behind ./relight. The oracle rows swap ground truth into
+"ours" is `inference.pipeline.relight`, the very code behind ./relight (with the default settings: classical
+normals); "learned normals" is the same with `--normals learned`. The oracle rows swap ground truth into
 one stage and rerun the stages after it through `pipeline.relight_subject`, the function `relight` itself uses
 after matting and geometry (tests check that with nothing swapped it reproduces `relight`).
 """
@@ -18,7 +19,7 @@ from ..inference.settings import RelightSettings
 from ..inference.stages import geometry, lightmaps, matting
 from .cases import GroundTruthCase, target_environment
 
-ROW_NAMES = ("ours", "naive composite", "oracle alpha", "oracle normals", "oracle normals+albedo",
+ROW_NAMES = ("ours", "learned normals", "naive composite", "oracle alpha", "oracle normals", "oracle normals+albedo",
              "oracle alpha+normals+albedo")
 
 
@@ -131,6 +132,7 @@ def _method_outputs(case: GroundTruthCase, settings: RelightSettings,
         return out[name]
 
     attempt("ours", lambda: ours(plate, environment, settings, prefiltered))
+    attempt("learned normals", lambda: ours(plate, environment, replace(settings, normals="learned"), prefiltered))
     attempt("naive composite", lambda: naive_composite(plate))
     gt_alpha, gt_normal, gt_albedo = gt["alpha"], gt["normal"], gt["albedo"][..., :3]
     if any(r in rows for r in ("oracle alpha", "oracle alpha+normals+albedo")):

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from .errors import RelightInputError
 from .lighting.sources import Lighting, WorldLight, resolve_lighting
-from .settings import DEFAULT_FOV_DEG, RelightSettings
+from .settings import DEFAULT_FOV_DEG, NORMALS_METHODS, RelightSettings
 from .shots.frames import format_frames, parse_frames
 from .shots.runner import FrameEvent
 from .shots.sources import ImageSequence, is_movie, is_sequence_pattern
@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "sRGB' (default: sRGB for 8/16-bit files and movies, Linear Rec.709 for float files)")
     parser.add_argument("--models-dir", metavar="DIR",
                         help="folder of ONNX models following inference/models/CONTRACTS.md; overrides bundled ones")
+    parser.add_argument("--normals", choices=NORMALS_METHODS, default=RelightSettings.normals,
+                        help="how normals are estimated: the classical v1 stage or the learned geometry net "
+                             f"(default {RelightSettings.normals})")
     parser.add_argument("--threads", type=int, default=0, metavar="N",
                         help="ONNX Runtime threads (default 0: the runtime decides)")
     return parser
@@ -134,7 +137,8 @@ def _check_models_dir(args: argparse.Namespace) -> None:
 
 
 def _settings(args: argparse.Namespace, lighting: Lighting) -> RelightSettings:
-    return RelightSettings(fov_deg=lighting.fov_deg, threads=args.threads, models_dir=args.models_dir)
+    return RelightSettings(fov_deg=lighting.fov_deg, threads=args.threads, models_dir=args.models_dir,
+                           normals=args.normals)
 
 
 def _first_frame_shape(shot, frames: list[int]) -> tuple[int, int]:

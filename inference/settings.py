@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# How normals are estimated: the classical v1 stage (face mesh + silhouette inflation) or the learned geometry
+# net (stages/normals_net.py; its face landmarks still come from the classical stage).
+NORMALS_METHODS = ("classical", "learned")
 DEFAULT_FOV_DEG = 40.0  # a portrait lens on full frame (~50 mm across the long side) when no camera says otherwise
 
 
@@ -17,6 +20,7 @@ class RelightSettings:
     threads: intra-op threads for ONNX Runtime (0 = let the runtime choose).
     provider: 'auto' (CUDA when onnxruntime exposes it, else CPU), 'cpu' or 'cuda'.
     models_dir: folder with ONNX models following inference/models/CONTRACTS.md; None = the bundled ones.
+    normals: one of NORMALS_METHODS.
     """
 
     fov_deg: float = DEFAULT_FOV_DEG
@@ -25,3 +29,8 @@ class RelightSettings:
     threads: int = 0
     provider: str = "auto"
     models_dir: str | None = None
+    normals: str = "classical"
+
+    def __post_init__(self):
+        if self.normals not in NORMALS_METHODS:
+            raise ValueError(f"normals '{self.normals}': use one of {', '.join(NORMALS_METHODS)}")

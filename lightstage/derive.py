@@ -6,9 +6,10 @@ For sample seed s of a pose (same pose and seed => the same sample, bit for bit)
    Cycles render under its own HDRI instead (sharp sun shadows the ~40-degree OLAT suns soften).
 2. Background: mostly the same HDRI as the camera sees it (consistent light), else another HDRI at another rotation
    (a composite), often defocused; the subject goes over it with its ground-truth alpha.
-3. Camera and photo: exposure, white balance, lens blur, sensor noise (shot + read), a display encoding (sRGB or
-   a filmic-like curve), 8-bit quantisation, sometimes JPEG; then decoded back as the product decodes an 8-bit
-   photo (sRGB EOTF), so the net sees what ./relight feeds it.
+3. Camera and photo: exposure metered on the subject (as a photographer exposes for the face) with a random
+   error, white balance, lens blur, sensor noise (shot + read), a display encoding (sRGB or a filmic-like curve),
+   8-bit quantisation, sometimes JPEG; then decoded back as the product decodes an 8-bit photo (sRGB EOTF), so
+   the net sees what ./relight feeds it.
 The sample carries the ground truth unchanged (alpha, camera-space normals, albedo, roughness, depth) and the
 parameters it was made with.
 """
@@ -35,6 +36,7 @@ SAME_BACKGROUND_SHARE = 0.7  # backgrounds that show the light's own HDRI
 DEFOCUS_SHARE = 0.5
 JPEG_SHARE = 0.5
 FILMIC_SHARE = 0.3
+SUBJECT_KEY = 0.2  # scene-linear luminance the subject's median is exposed to (before a random error)
 
 
 @dataclass(frozen=True)
@@ -154,9 +156,10 @@ def _jpeg(encoded8: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(buffer).convert("RGB"))
 
 
-def _photograph(scene: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """Scene-linear radiance -> an 8-bit photo as the product decodes it (scene-linear float32)."""
-    exposure = float(2.0 ** rng.normal(0.0, 0.35))
+def _photograph(scene: np.ndarray, rng: np.random.Generator, metered: float = 1.0) -> tuple[np.ndarray, dict]:
+    """Scene-linear radiance -> an 8-bit photo as the product decodes it (scene-linear float32); `metered` is the
+    exposure that brings the subject to SUBJECT_KEY, missed by a random error of about half a stop."""
+    exposure = float(metered * 2.0 ** rng.normal(0.0, 0.5))
     balance = np.exp(rng.normal(0.0, 0.08, 3))
     balance = balance / balance[1]
     x = scene * np.float32(exposure) * balance.astype(np.float32)
@@ -165,7 +168,7 @@ def _photograph(scene: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray
         sigma = float(rng.uniform(0.3, 1.0))
         x = ndimage.gaussian_filter(x, (sigma, sigma, 0))
         info["blur_px"] = sigma
-    shot, read = float(rng.uniform(0.0, 0.004)), float(rng.uniform(0.0, 0.004))
+    shot, read = float(rng.uniform(0.0, 4e-4)), float(rng.uniform(0.0, 2e-3))  # up to ~2 % noise at mid-grey
     x = x + rng.normal(0.0, 1.0, x.shape).astype(np.float32) * np.sqrt(shot * np.maximum(x, 0.0) + read * read)
     info["noise"] = {"shot": shot, "read": read}
     filmic = rng.random() < FILMIC_SHARE
@@ -186,7 +189,9 @@ def derive_sample(pose: dict, sample_seed: int, pool: HdriPool) -> dict:
     background, background_info = _background(pose, rng, pool, environment)
     alpha = pose["alpha"]
     scene = subject + (1.0 - alpha[..., None]) * background
-    plate, photo_info = _photograph(scene.astype(np.float32), rng)
+    luminance = subject[alpha > 0.5] @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    key = float(np.median(luminance)) if luminance.size else 0.0
+    plate, photo_info = _photograph(scene.astype(np.float32), rng, SUBJECT_KEY / key if key > 1e-6 else 1.0)
     sample = {name: pose[name] for name in ("alpha", "normal", "albedo", "roughness", "depth")}
     sample["plate"] = plate.astype(np.float32)
     sample["info"] = {"pose_seed": pose["meta"]["seed"], "sample_seed": sample_seed, "light": light_info,

@@ -4,7 +4,9 @@ derived from it later without Blender (lightstage/derive.py), the light stage's 
 A pose is one MakeHuman identity, pose, framing and camera (sample_case of its seed). Per pose, one `.npz`
 (deflated) in `<cache>/lightstage/<POSES_VERSION>/<split>/makehuman_<seed>.npz` holds:
 - `olat`      float16 (N, H, W, 3): the subject lit by each of N OLAT suns of irradiance 1, premultiplied by
-              coverage, world black; any light is then sum_i w_i olat_i with w_i from lighting.olat_weights;
+              coverage, world black; any light is then sum_i w_i olat_i with w_i from lighting.olat_weights.
+              Cycles denoises only the combined pass, so each light's pass is denoised here with Open Image
+              Denoise (the pyoidn wheel), guided by the ground-truth albedo and normals;
 - `direct`    float16 (H, W, 3): the subject under the case's source HDRI rendered directly (sharp sun shadows
               that N suns of ~40 degrees soften), premultiplied, without the background;
 - `alpha`, `normal`, `albedo`, `roughness`, `depth`: the ground truth, encoded as training_format.ENCODINGS;
@@ -33,7 +35,7 @@ from .eval_set import CASES as EVAL_CASES
 from .generate import Generator, case_id, default_shared, sample_case
 from .makehuman_data import cache_dir as default_cache_dir
 
-POSES_VERSION = "poses-v1"  # bump when the generator's output for a seed changes
+POSES_VERSION = "poses-v2"  # bump when the generator's output for a seed changes (v2: denoised OLAT passes)
 SUBJECT = "makehuman"  # the only training subject (the scanned head is held out)
 FIRST_SEED = 100_000
 VALIDATION_EVERY = 10
@@ -110,9 +112,24 @@ class PoseRenderer:
         t0 = time.perf_counter()
         olat = generator.render_olat_basis()
         timings["olat_render"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        olat = denoise_basis(olat, passes["albedo"] * passes["alpha"][..., None], passes["normal"], passes["alpha"] > 0)
+        timings["olat_denoise"] = time.perf_counter() - t0
         meta = generator.case_meta(params, view, timings)
         meta.update({"poses_version": POSES_VERSION, "split": split_of(seed)})
         return encode_pose(passes, olat, meta)
+
+
+def denoise_basis(olat: np.ndarray, albedo: np.ndarray, normal: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    """Each (H, W, 3) image of the basis denoised by OIDN (HDR), with clean albedo and normal guides; 0 where the
+    subject does not cover the pixel (the denoiser bleeds a little light there)."""
+    import pyoidn
+
+    albedo = np.ascontiguousarray(np.clip(albedo, 0.0, 1.0), np.float32)
+    normal = np.ascontiguousarray(normal, np.float32)
+    denoised = np.stack([pyoidn.denoise(np.ascontiguousarray(np.maximum(image, 0.0), np.float32), albedo, normal,
+                                        hdr=True, clean_aux=True) for image in olat])
+    return denoised * covered[None, ..., None]
 
 
 def render_poses(seeds: list[int], root: Path, renderer_factory=PoseRenderer, log=print) -> list[Path]:

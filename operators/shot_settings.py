@@ -20,6 +20,11 @@ from .preferences import settings_from_preferences
 DEFAULT_OUTPUT_DIR = "//relight/"
 DEFAULT_MATTING_RESOLUTION = RelightSettings.matting_resolution
 DEFAULT_SPECULAR_STRENGTH = RelightSettings.specular_strength
+DEFAULT_NORMALS = RelightSettings.normals
+NORMALS_ITEMS = (
+    ("classical", "Classical", "Face mesh and silhouette inflation (v1)"),
+    ("learned", "Learned", "The geometry net trained on the virtual light stage"),
+)
 
 
 def _properties(options: set[str]) -> dict:
@@ -44,6 +49,9 @@ def _properties(options: set[str]) -> dict:
             max=8192, subtype="PIXEL", options=options,
             description="Long edge at which the matte is solved before edge-aware upsampling "
                         "(higher = finer hair, slower)"),
+        "normals": bpy.props.EnumProperty(
+            name="Normals", items=NORMALS_ITEMS, default=DEFAULT_NORMALS, options=options,
+            description="How the subject's surface normals are estimated"),
         "output_dir": bpy.props.StringProperty(
             name="Output Folder", subtype="DIR_PATH", default=DEFAULT_OUTPUT_DIR, options=paths,
             description="Where the EXR passes are written (// = next to the .blend file)"),
@@ -66,6 +74,7 @@ class ShotValues:
     background_path: str = ""
     specular_strength: float = DEFAULT_SPECULAR_STRENGTH
     matting_resolution: int = DEFAULT_MATTING_RESOLUTION
+    normals: str = DEFAULT_NORMALS
     output_dir: str = DEFAULT_OUTPUT_DIR
 
 
@@ -87,7 +96,7 @@ def relight_settings(context, values: ShotValues, fov_deg: float) -> RelightSett
     """RelightSettings from the add-on preferences (provider, threads, models) and the shot's settings."""
     settings = settings_from_preferences(context, fov_deg)
     return dataclasses.replace(settings, specular_strength=float(values.specular_strength),
-                               matting_resolution=int(values.matting_resolution))
+                               matting_resolution=int(values.matting_resolution), normals=values.normals)
 
 
 def draw_shot_settings(layout: "bpy.types.UILayout", settings: PortraitRelightShotSettings) -> None:
@@ -100,6 +109,7 @@ def draw_shot_settings(layout: "bpy.types.UILayout", settings: PortraitRelightSh
     layout.prop(settings, "background_path")
     layout.prop(settings, "specular_strength")
     layout.prop(settings, "matting_resolution")
+    layout.prop(settings, "normals")
     layout.prop(settings, "output_dir")
 
 

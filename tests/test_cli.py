@@ -122,6 +122,22 @@ def test_hdri_lighting_writes_exr_and_preview(files, tmp_path):
     assert np.isfinite(passes["relit"]).all() and passes["diffuse"].max() > 0
 
 
+def test_learned_normals_run_end_to_end(files, tmp_path):
+    """--normals learned: the bundled geometry net's normals are the EXR's normal pass (unit inside the matte,
+    toward the camera), and they differ from the classical stage's."""
+    learned, classical = tmp_path / "learned", tmp_path / "classical"
+    done = run_cli(files["plate"], "--out", learned, "--hdri", files["hdri"], "--normals", "learned")
+    assert done.returncode == 0, done.stderr
+    assert run_cli(files["plate"], "--out", classical, "--hdri", files["hdri"]).returncode == 0
+    a, b = read_outputs(learned), read_outputs(classical)
+    inside = a["alpha"] > 0
+    assert np.allclose(np.linalg.norm(a["normal"][inside], axis=-1), 1.0, atol=1e-3)
+    assert np.all(a["normal"][~inside] == 0) and a["normal"][inside][:, 2].mean() > 0.3
+    assert np.abs(a["normal"] - b["normal"])[inside].mean() > 0.01
+    assert_input_error(run_cli(files["plate"], "--out", tmp_path / "x", "--hdri", files["hdri"], "--normals", "net"),
+                       "--normals", code=2)
+
+
 def test_world_blend_lights_like_the_equivalent_hdri(files, tmp_path):
     blend = make_world_blend(tmp_path / "world.blend", files["hdri"], mapping_z_deg=30.0)
     by_world, by_hdri, turned = tmp_path / "world", tmp_path / "hdri", tmp_path / "turned"

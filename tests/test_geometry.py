@@ -8,6 +8,7 @@ import pytest
 from portrait_relight.inference.io.imageio import srgb_to_linear
 from portrait_relight.inference.models.registry import FACE_DETECTOR, FACE_LANDMARKS
 from portrait_relight.inference.models.session import BUNDLED_MODELS_DIR
+from portrait_relight.inference.resample import resize
 from portrait_relight.inference.stages import face, geometry
 
 
@@ -208,3 +209,34 @@ def test_astronaut_face_meets_the_head_without_a_ring(astronaut_linear):
     ok = result.face_mask[jy, jx] > 0.95
     jump = _angle_deg(result.normal[oy, ox][ok], result.normal[jy, jx][ok])
     assert ok.sum() > 50 and np.median(jump) < 15, np.median(jump)
+
+
+def test_guided_upsampling_follows_the_guide_edges():
+    """A coarse step smeared by the working grid comes back sharp where the full-size guide has its edge."""
+    from portrait_relight.inference.stages.normals_net import guided_upsample
+
+    size, low_size = 256, 32
+    guide = np.zeros((size, size), np.float32)
+    guide[:, 131:] = 1.0  # the edge is off the coarse grid's cell boundaries
+    truth = guide[..., None].repeat(3, axis=-1)
+    low = resize(truth, low_size, low_size)
+    bilinear = resize(low, size, size)
+    guided = guided_upsample(low, guide)
+    assert np.abs(guided - truth).mean() < 0.5 * np.abs(bilinear - truth).mean()
+    assert np.abs(guided - truth)[:, :120].max() < 0.05 and np.abs(guided - truth)[:, 142:].max() < 0.05
+
+
+def test_learned_normals_keep_the_output_contract(astronaut_linear):
+    """The bundled geometry net on a real photo: unit normals inside the matte, zero outside, facing the camera
+    on the face, and the face mask still comes from the face landmarks."""
+    from portrait_relight.inference.settings import RelightSettings
+    from portrait_relight.inference.stages import matting
+
+    plate = astronaut_linear
+    alpha = matting.estimate_matte(plate, RelightSettings()).alpha
+    result = geometry.estimate_normals(plate, alpha, RelightSettings(normals="learned"))
+    inside = alpha > 0
+    lengths = np.linalg.norm(result.normal, axis=-1)
+    assert np.allclose(lengths[inside], 1.0, atol=1e-3) and np.all(result.normal[~inside] == 0)
+    face = result.face_mask > 0.5
+    assert face.sum() > 500 and result.normal[face][:, 2].mean() > 0.6

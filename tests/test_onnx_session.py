@@ -52,14 +52,29 @@ def test_written_contracts_agree_with_the_registry():
     and output shapes, in order; no section describes a model the registry does not have."""
     import re
 
-    from portrait_relight.inference.models.registry import MODELS
+    from portrait_relight.inference.models.registry import MODELS, WheelMember
 
     text = (onnx_session.BUNDLED_MODELS_DIR / "CONTRACTS.md").read_text()
     sections = dict(re.findall(r"^## (\w+)\.onnx[^\n]*\n(.*?)(?=^## |\Z)", text, flags=re.M | re.S))
     assert set(sections) == set(MODELS)
     for name, spec in MODELS.items():
-        rows = re.findall(r"^\| (in|out) \| `[^`]+` \| \(([\d, ]+)\) \|", sections[name], flags=re.M)
-        shapes = [(kind, tuple(int(d) for d in dims.split(","))) for kind, dims in rows]
+        rows = re.findall(r"^\| (in|out) \| `[^`]+` \| \(([\w, ]+)\) \|", sections[name], flags=re.M)
+        shapes = [(kind, tuple(int(d) if d.strip().isdigit() else d.strip() for d in dims.split(",")))
+                  for kind, dims in rows]
         expected = [("in", spec.contract.input_shape)] + [("out", s) for s in spec.contract.output_shapes]
         assert shapes == expected, name
-        assert spec.source.member in sections[name] or spec.source.describe() in sections[name], name
+        where = spec.source.member if isinstance(spec.source, WheelMember) else spec.source.describe()
+        assert where in sections[name], name
+
+
+def test_committed_nets_match_their_registry_checksums():
+    """Our own trained nets are committed files: the registry's SHA-256 pins exactly those weights."""
+    import hashlib
+
+    from portrait_relight.inference.models.registry import MODELS, CommittedOnnx
+
+    committed = [spec for spec in MODELS.values() if isinstance(spec.source, CommittedOnnx)]
+    assert committed
+    for spec in committed:
+        data = (onnx_session.BUNDLED_MODELS_DIR / spec.file_name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == spec.sha256, spec.name

@@ -4,12 +4,14 @@ matting alone at full 1080p for comparison, all measured in this one run.
     .venv/bin/python tools/bench.py [--runs 3] [--hdri FILE]
 
 The plate is scikit-image's public-domain astronaut portrait scaled to 1080 px high and widened to 16:9 by
-edge replication (so the machine always has the same input). Prints a table and ratios; asserts nothing.
+edge replication (so the machine always has the same input). Prints a table and ratios, and what the learned nets
+(--normals learned) add per frame; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import statistics
@@ -85,6 +87,15 @@ def main() -> int:
     print(f"pymatting closed-form alone at 1920x1080 (unknown band {np.mean(trimap == 0.5):.1%}): {cf:.3f} s")
     print(f"ratio total pipeline / closed-form-alone-at-1080p: {median['total'] / cf:.2f}")
     print(f"ratio matting stage / closed-form-alone-at-1080p: {median['matting'] / cf:.2f}")
+
+    # The learned nets: what --normals learned adds per frame (the classical geometry stage still finds the face).
+    learned = dataclasses.replace(settings, normals="learned")
+    pipeline.relight(plate, environment, learned)  # warm-up: the net's session
+    learned_runs = [pipeline.relight(plate, environment, learned).timings for _ in range(args.runs)]
+    learned_total = statistics.median(run["total"] for run in learned_runs)
+    learned_geometry = statistics.median(run["geometry"] for run in learned_runs)
+    print(f"--normals learned: geometry {learned_geometry:.3f} s, total {learned_total:.3f} s, "
+          f"added by the learned nets {learned_total - median['total']:+.3f} s per 1080p frame")
     del prefiltered
     return 0
 

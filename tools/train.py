@@ -42,16 +42,17 @@ def main(argv: list[str] | None = None) -> int:
     root = poses_dir(args.cache)
     train_poses, val_poses = sorted((root / "train").glob("*.npz")), sorted((root / "val").glob("*.npz"))
     out = args.out or args.cache / "training" / args.net
-    task = GeometryTask(train_poses, val_poses, HdriPool.from_shared(args.shared or default_shared()))
+    task = GeometryTask(train_poses, val_poses, HdriPool.from_shared(args.shared or default_shared()),
+                        find_train_poses=lambda: sorted((root / "train").glob("*.npz")))
     print(f"{args.net}: {len(train_poses)} training and {len(val_poses)} validation poses from {root}", flush=True)
     model, history = train(task, out, RunConfig(batch_size=args.batch), minutes=args.minutes, steps=args.steps,
-                           log=lambda line: print(line, flush=True))
+                           log=lambda line: print(f"{line}  [{len(task.train_poses)} training poses]", flush=True))
     if not history.steps:
         print(f"{args.net}: no validation point reached yet; nothing exported", flush=True)
         return 0
     path = export_onnx(model, out / f"{args.net}.onnx", IN_CHANNELS, {
         "net": args.net, "steps": history.steps[-1], "samples": history.samples,
-        "training_seconds": round(history.seconds), "train_poses": len(train_poses), "val_poses": len(val_poses),
+        "training_seconds": round(history.seconds), "train_poses": len(task.train_poses), "val_poses": len(val_poses),
         "val_metric": round(history.val_metric[-1], 4), "exported": time.strftime("%Y-%m-%d")})
     print(f"{args.net}: wrote {path} (validation metric {history.val_metric[-1]:.2f})", flush=True)
     return 0

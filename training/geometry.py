@@ -10,7 +10,8 @@ truth inside the matte; the metric is the mean angle in degrees. Validation uses
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+import itertools
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,8 @@ from .harness import Batch
 from .nets import UNet
 
 IN_CHANNELS, OUT_CHANNELS = 4, 3
-VALIDATION_SAMPLES = 2  # per validation pose
+VALIDATION_SAMPLES = 4  # per validation pose
+REFRESH_EVERY = 100  # batches: look for poses rendered since (the pose cache may grow while a net trains)
 CROP_JITTER = 0.08  # of the crop's side: scale and shift
 
 
@@ -62,19 +64,23 @@ class GeometryTask:
     name = "geometry"
 
     def __init__(self, train_poses: list[Path], validation_poses: list[Path], pool: HdriPool,
-                 size: int = WORK_SIZE, loader=read_pose, cached_poses: int = 64):
+                 size: int = WORK_SIZE, loader=read_pose, cached_poses: int = 64,
+                 find_train_poses: Callable[[], list[Path]] | None = None):
         if not train_poses or not validation_poses:
             raise ValueError(f"the geometry net needs training and validation poses (found {len(train_poses)} and "
                              f"{len(validation_poses)}): render some with `make lightstage-poses N=...`")
         self.train_poses, self.validation_poses = list(train_poses), list(validation_poses)
         self.pool, self.size = pool, size
         self.load = functools.lru_cache(maxsize=cached_poses)(loader)
+        self.find_train_poses = find_train_poses
 
     def make_model(self) -> nn.Module:
         return UNet(IN_CHANNELS, OUT_CHANNELS)
 
     def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator[Batch]:
-        while True:
+        for batch in itertools.count(1):
+            if self.find_train_poses is not None and batch % REFRESH_EVERY == 0:
+                self.train_poses = self.find_train_poses() or self.train_poses
             items = []
             for _ in range(batch_size):
                 pose = self.load(self.train_poses[int(rng.integers(len(self.train_poses)))])

@@ -3,7 +3,9 @@ fixed batches, loss curves as a PNG, and ONNX export with a dynamic spatial size
 
 A run lives in one folder: `checkpoint.pt` (model, optimiser, step, random states, history; written through a temp
 file and a rename, so a killed run resumes from its last checkpoint), `history.json` and `curves.png`. Running
-the same command again continues where it stopped; `minutes` is the budget of that call.
+the same command again continues where it stopped; `minutes` is the budget of that call, and each call's learning
+rate follows a cosine from the configured rate down to a fraction of it over that budget (its minutes, or its
+remaining steps).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class RunConfig:
     seed: int = 0
     validate_every: int = 50  # steps; also when checkpoints are written
     threads: int = 2
+    final_lr_fraction: float = 0.1  # the learning rate falls along a cosine to this fraction by the call's end
 
 
 @dataclass
@@ -97,10 +100,16 @@ def train(task: Task, out_dir: Path, config: RunConfig = RunConfig(), minutes: f
         log(f"{task.name}: resuming at step {step}")
     validation = task.validation_batches()
     batches = task.train_batches(rng, config.batch_size)
-    deadline = time.monotonic() + 60.0 * minutes if minutes is not None else math.inf
+    call_start, first_step = time.monotonic(), step
+    deadline = call_start + 60.0 * minutes if minutes is not None else math.inf
     started, losses = time.monotonic(), []
     model.train()
     while (steps is None or step < steps) and time.monotonic() < deadline:
+        done = max((time.monotonic() - call_start) / (deadline - call_start) if minutes is not None else 0.0,
+                   (step - first_step) / max(steps - first_step, 1) if steps is not None else 0.0)
+        floor = config.final_lr_fraction
+        for group in optimiser.param_groups:
+            group["lr"] = config.learning_rate * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * done)))
         inputs, targets, masks = next(batches)
         loss = task.loss(model(inputs), targets, masks)
         optimiser.zero_grad()
@@ -160,8 +169,8 @@ def write_curves(history: History, path: Path, title: str) -> None:
 
 
 def export_onnx(model: nn.Module, path: Path, in_channels: int, metadata: dict[str, str], size: int = 128) -> Path:
-    """The model as ONNX (opset 17, float32) with a dynamic batch and spatial size, input `input`, output
-    `output`; `metadata` goes into the model's metadata_props (the model card's facts)."""
+    """The model as ONNX (opset 17, float32, batch 1) with a dynamic spatial size, input `input`, output `output`
+    (the registry's contract); `metadata` goes into the model's metadata_props (the model card's facts)."""
     import onnx
 
     model.eval()
@@ -169,8 +178,7 @@ def export_onnx(model: nn.Module, path: Path, in_channels: int, metadata: dict[s
     temp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     torch.onnx.export(model, (example,), str(temp), dynamo=False, opset_version=17, input_names=["input"],
                       output_names=["output"],
-                      dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"},
-                                    "output": {0: "batch", 2: "height", 3: "width"}})
+                      dynamic_axes={"input": {2: "height", 3: "width"}, "output": {2: "height", 3: "width"}})
     exported = onnx.load(str(temp))
     for key, value in metadata.items():
         exported.metadata_props.add(key=key, value=str(value))

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RelightInputError
-from .registry import MODELS, model_names
+from .registry import MODELS, ModelContract, model_names
 from .session import OnnxModel
 
 CONTRACTS_DOC = "inference/models/CONTRACTS.md"
@@ -31,6 +31,23 @@ def _shape(shape) -> str:
 def _nchw(shape: tuple[int, ...]) -> tuple[int, ...]:
     n, h, w, c = shape
     return (n, c, h, w)
+
+
+def _check_input_shape(path: Path, name: str, shape: tuple, contract: ModelContract) -> None:
+    """Fixed dimensions must match; the contract's named (dynamic) dimensions must be dynamic in the model too."""
+    expected = contract.input_shape
+    dynamic = any(isinstance(d, str) for d in expected)
+    layout = "NCHW, dynamic height and width" if dynamic else "NHWC"
+    if not dynamic and any(not isinstance(d, int) for d in shape):
+        raise RelightInputError(path, f"input '{name}' has a dynamic shape {_shape(shape)}; the contract "
+                                      f"needs the static {_shape(expected)} ({layout}, {CONTRACTS_DOC})")
+    allowed = [expected] + ([_nchw(expected)] if contract.accepts_nchw else [])
+    fits = any(len(shape) == len(option) and all(
+        (isinstance(want, str) and not isinstance(got, int)) or got == want for got, want in zip(shape, option))
+        for option in allowed)
+    if not fits:
+        raise RelightInputError(path, f"input '{name}' has shape {_shape(shape)}; the contract needs "
+                                      f"{_shape(expected)} ({layout}, {CONTRACTS_DOC})")
 
 
 def check_model(path: str | os.PathLike, name: str | None = None) -> None:
@@ -49,13 +66,7 @@ def check_model(path: str | os.PathLike, name: str | None = None) -> None:
         raise RelightInputError(path, f"has {len(inputs)} inputs; the contract has one, {_shape(contract.input_shape)}")
     tensor = inputs[0]
     shape = tuple(tensor.shape)
-    if any(not isinstance(d, int) for d in shape):
-        raise RelightInputError(path, f"input '{tensor.name}' has a dynamic shape {_shape(shape)}; the contract "
-                                      f"needs the static {_shape(contract.input_shape)} (NHWC, {CONTRACTS_DOC})")
-    allowed = [contract.input_shape] + ([_nchw(contract.input_shape)] if contract.accepts_nchw else [])
-    if shape not in allowed:
-        raise RelightInputError(path, f"input '{tensor.name}' has shape {_shape(shape)}; the contract needs "
-                                      f"{_shape(contract.input_shape)} (NHWC, {CONTRACTS_DOC})")
+    _check_input_shape(path, tensor.name, shape, contract)
     if tensor.type != FLOAT_TENSOR:
         raise RelightInputError(path, f"input '{tensor.name}' is {tensor.type}; the contract needs float32")
     outputs = model.session.get_outputs()
@@ -66,12 +77,13 @@ def check_model(path: str | os.PathLike, name: str | None = None) -> None:
         if output.type != FLOAT_TENSOR:
             raise RelightInputError(path, f"output '{output.name}' is {output.type}; the contract needs float32")
     try:
-        results = model.run(np.zeros(shape, np.float32))
+        results = model.run(np.zeros(contract.probe(shape), np.float32))
     except Exception as exc:  # onnxruntime raises several unrelated types when a graph fails to run
         problem = " ".join(str(exc).split())
         raise RelightInputError(path, f"fails to run on a contract-sized input ({exc.__class__.__name__}: "
                                       f"{problem[:300]})") from exc
     for index, (output, expected) in enumerate(zip(model.outputs, contract.output_shapes)):
+        expected = contract.probe(expected)
         got = tuple(results[output].shape)
         if got != expected:
             raise RelightInputError(path, f"output {index} '{output}' has shape {_shape(got)}; the contract needs "

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 MEDIAPIPE_VERSION = "0.10.21"
 MEDIAPIPE_LICENCE = (f"Apache-2.0, Google MediaPipe {MEDIAPIPE_VERSION} (https://github.com/google-ai-edge/mediapipe); "
                      "converted by Portrait Relight tools/tflite2onnx")
+OWN_LICENCE = "GPL-3.0-or-later, Portrait Relight's own weights, trained on its own virtual light stage"
 
 
 @dataclass(frozen=True)
@@ -38,14 +39,23 @@ class CommittedOnnx:
         return f"committed ONNX ({self.training})"
 
 
+Dim = int | str  # a fixed size, or the name of a size the model must leave dynamic ("height", "width")
+PROBE_SIZE = 128  # what a dynamic dimension is set to when a model is checked by running it
+
+
 @dataclass(frozen=True)
 class ModelContract:
-    """What a model (bundled or the user's replacement) must accept and return: one float32 input of this static
-    NHWC shape and float32 outputs of these shapes, in this order."""
+    """What a model (bundled or the user's replacement) must accept and return: one float32 input of this shape
+    (MediaPipe's models: static NHWC; our nets: NCHW with dynamic height and width) and float32 outputs of these
+    shapes, in this order."""
 
-    input_shape: tuple[int, ...]  # NHWC
-    output_shapes: tuple[tuple[int, ...], ...]  # in output order
+    input_shape: tuple[Dim, ...]
+    output_shapes: tuple[tuple[Dim, ...], ...]  # in output order
     accepts_nchw: bool = False  # the caller transposes for a (1, C, H, W) input (stages/face.py)
+
+    def probe(self, shape: tuple[Dim, ...]) -> tuple[int, ...]:
+        """`shape` with its dynamic dimensions set to PROBE_SIZE."""
+        return tuple(PROBE_SIZE if isinstance(d, str) else d for d in shape)
 
 
 @dataclass(frozen=True)
@@ -82,7 +92,14 @@ FACE_LANDMARKS = ModelSpec(
     "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814",
     ModelContract((1, 192, 192, 3), ((1, 1, 1, 1404), (1, 1, 1, 1)), accepts_nchw=True), MEDIAPIPE_LICENCE)
 
-MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (SELFIE_SEGMENTATION, FACE_DETECTOR, FACE_LANDMARKS)}
+GEOMETRY_NET = ModelSpec(
+    "geometry_net", "camera-space normals from the plate and matte on the subject's crop (stages/normals_net.py)",
+    CommittedOnnx("training/geometry.py"),
+    "953c8c8b85f58f85ea392f18ef4522d95b39bcf0d9d58cabdff207190ea14d5a",
+    ModelContract((1, 4, "height", "width"), ((1, 3, "height", "width"),)), OWN_LICENCE)
+
+MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (SELFIE_SEGMENTATION, FACE_DETECTOR, FACE_LANDMARKS,
+                                                             GEOMETRY_NET)}
 
 
 def model_names() -> str:

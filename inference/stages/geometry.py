@@ -294,6 +294,10 @@ def estimate_normals(
     full = _resize(normal, h, w)
     full /= np.maximum(np.linalg.norm(full, axis=-1, keepdims=True), 1e-9)
     full[alpha <= 0.0] = 0.0
+    if settings.normals == "learned":
+        from .normals_net import estimate_normals_learned
+
+        full = estimate_normals_learned(image_linear, alpha, settings)
     face_mask = _resize(face_w, h, w) * (alpha > 0.0)
     timings["upsample"] = time.perf_counter() - t3
     timings["depth_scale"] = scale

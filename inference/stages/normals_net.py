@@ -8,6 +8,10 @@ square crop around the subject, resized to a working size (a multiple of 16, WOR
 - output (1, 3, S, S) float32: camera-space normals (CONVENTIONS.md: +X right, +Y up, +Z toward the camera), not
   necessarily unit length; `unit_normals` normalises them.
 The crop is the matte's bounding box (alpha > CROP_THRESHOLD), squared and enlarged by CROP_MARGIN on each side.
+
+Back on the plate, the net's coarse normals are upsampled edge-aware (a fast guided filter, He et al. 2015: the
+linear fit of normals to the plate's luminance is solved at the working size and applied at full size), so the
+normals' edges follow the plate's edges instead of the working grid's.
 """
 
 from __future__ import annotations
@@ -15,13 +19,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from ..io.imageio import linear_to_srgb
+from ..models.registry import GEOMETRY_NET
+from ..models.session import load_model
 from ..resample import resize
+from ..settings import RelightSettings
 
 WORK_SIZE = 128
 CROP_THRESHOLD = 0.05
 CROP_MARGIN = 0.08  # of the box's longer side, on each side
+GUIDE_RADIUS = 2  # working-size pixels: the window of the guided filter's local linear fits
+GUIDE_EPS = 1e-3  # (luminance units)^2: below this local contrast the normals stay smooth
 
 
 @dataclass(frozen=True)
@@ -79,3 +89,38 @@ def unit_normals(output: np.ndarray) -> np.ndarray:
     n = np.asarray(output, np.float32)[0].transpose(1, 2, 0)
     length = np.linalg.norm(n, axis=-1, keepdims=True)
     return np.where(length > 1e-6, n / np.maximum(length, 1e-6), np.array([0, 0, 1], np.float32)).astype(np.float32)
+
+
+def guided_upsample(low: np.ndarray, guide: np.ndarray) -> np.ndarray:
+    """(s, s, C) coarse values -> (S, S, C) following the edges of the (S, S) full-size guide in [0, 1]."""
+    size = low.shape[0]
+    guide_low = resize(guide, size, size)
+    window = 2 * GUIDE_RADIUS + 1
+
+    def box(x: np.ndarray) -> np.ndarray:
+        return ndimage.uniform_filter(x, size=(window, window) + (1,) * (x.ndim - 2), mode="nearest")
+
+    mean_g = box(guide_low)
+    var_g = box(guide_low * guide_low) - mean_g * mean_g
+    mean_p = box(low)
+    cov = box(guide_low[..., None] * low) - mean_g[..., None] * mean_p
+    a = cov / (var_g[..., None] + GUIDE_EPS)
+    b = mean_p - a * mean_g[..., None]
+    side = guide.shape[0]
+    return resize(box(a), side, side) * guide[..., None] + resize(box(b), side, side)
+
+
+def estimate_normals_learned(plate_linear: np.ndarray, alpha: np.ndarray, settings: RelightSettings) -> np.ndarray:
+    """(H, W, 3) unit camera-space normals from the geometry net, 0 where alpha is 0."""
+    height, width = alpha.shape
+    crop = subject_crop(alpha)
+    model = load_model(GEOMETRY_NET, settings)
+    output = model.run(net_input(plate_linear, alpha, crop, WORK_SIZE))[model.outputs[0]]
+    low = unit_normals(output)
+    luminance = np.asarray(plate_linear[..., :3], np.float32) @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    guide = crop.take(np.clip(linear_to_srgb(luminance), 0.0, 1.0), crop.side)
+    full = crop.put_back(guided_upsample(low, guide), height, width)
+    length = np.linalg.norm(full, axis=-1, keepdims=True)
+    full = np.where(length > 1e-6, full / np.maximum(length, 1e-6), 0.0)
+    full[alpha <= 0.0] = 0.0
+    return full.astype(np.float32)
