@@ -270,6 +270,20 @@ def estimate_normals(
     timings["face"] = t1 - t0
 
     wh, ww = _work_shape(h, w, WORK_RESOLUTION)
+    if settings.normals == "learned":
+        # The net gives the normals; the face landmarks still give the face mask (albedo fit, skin weights).
+        from .normals_net import estimate_normals_learned
+
+        face_w = np.zeros((wh, ww), np.float32)
+        if landmarks is not None:
+            to_work = ww / w
+            _, covered = face_normals(landmarks.points * np.float32(to_work), (wh, ww))
+            face_w = _feathered(covered, FACE_FEATHER * float(np.ptp(landmarks.points[:, 0])) * to_work)
+        full = estimate_normals_learned(image_linear, alpha, settings)
+        face_mask = _resize(face_w, h, w) * (alpha > 0.0)
+        timings["learned"] = time.perf_counter() - t1
+        return GeometryResult(full, np.clip(face_mask, 0.0, 1.0).astype(np.float32), landmarks, timings)
+
     alpha_w = _resize(alpha, wh, ww)
     mask_w = alpha_w > MATTE_THRESHOLD
     height = inflation_height(mask_w)
@@ -294,10 +308,6 @@ def estimate_normals(
     full = _resize(normal, h, w)
     full /= np.maximum(np.linalg.norm(full, axis=-1, keepdims=True), 1e-9)
     full[alpha <= 0.0] = 0.0
-    if settings.normals == "learned":
-        from .normals_net import estimate_normals_learned
-
-        full = estimate_normals_learned(image_linear, alpha, settings)
     face_mask = _resize(face_w, h, w) * (alpha > 0.0)
     timings["upsample"] = time.perf_counter() - t3
     timings["depth_scale"] = scale
