@@ -46,7 +46,7 @@ lightstage-sample: models
 		--size 384 --subject $(or $(SUBJECT),makehuman) --samples 64 --olat 32
 
 # Training poses (ground truth + 32-light OLAT basis at 256^2, ~100 per hour on 2 cores) cached in
-# $(CACHE)/lightstage/poses-v1/{train,val}/; renders only the missing ones, so the cache grows: make lightstage-poses N=1000
+# $(CACHE)/lightstage/poses-v2/{train,val}/; renders only the missing ones, so the cache grows: make lightstage-poses N=1000
 lightstage-poses: models
 	$(PY) tools/lightstage.py --poses --count $(or $(N),100) --cache $(CACHE)
 
@@ -91,7 +91,7 @@ $(VENV)-bpy45/.installed: requirements-bpy45.txt constraints.txt
 models: $(VENV)/.installed
 	$(PY) tools/build_models.py --out inference/models
 
-# The installable extension zip (dist/), bundled wheels included.
+# The installable extension zips (dist/), one per platform with its bundled wheels (tools/extension_platforms.py).
 extension: models
 	$(PY) tools/build_extension.py
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from .errors import RelightInputError
 from .lighting.sources import Lighting, WorldLight, resolve_lighting
-from .settings import DEFAULT_FOV_DEG, NORMALS_METHODS, RelightSettings
+from .settings import DEFAULT_FOV_DEG, NORMALS_METHODS, PROVIDERS, RelightSettings
 from .shots.frames import format_frames, parse_frames
 from .shots.runner import FrameEvent
 from .shots.sources import ImageSequence, is_movie, is_sequence_pattern
@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
                              f"(default {RelightSettings.normals})")
     parser.add_argument("--threads", type=int, default=0, metavar="N",
                         help="ONNX Runtime threads (default 0: the runtime decides)")
+    parser.add_argument("--provider", choices=PROVIDERS, default=RelightSettings.provider,
+                        help="where ONNX Runtime runs the models: auto (CUDA when offered, else CPU), cpu, cuda, "
+                             "directml (Windows) or coreml (macOS); one that is missing or fails falls back to the "
+                             "CPU with one message")
     return parser
 
 
@@ -138,7 +142,7 @@ def _check_models_dir(args: argparse.Namespace) -> None:
 
 def _settings(args: argparse.Namespace, lighting: Lighting) -> RelightSettings:
     return RelightSettings(fov_deg=lighting.fov_deg, threads=args.threads, models_dir=args.models_dir,
-                           normals=args.normals)
+                           normals=args.normals, provider=args.provider)
 
 
 def _first_frame_shape(shot, frames: list[int]) -> tuple[int, int]:

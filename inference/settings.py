@@ -7,6 +7,8 @@ from dataclasses import dataclass
 # How normals are estimated: the classical v1 stage (face mesh + silhouette inflation) or the learned geometry
 # net (stages/normals_net.py; its face landmarks still come from the classical stage).
 NORMALS_METHODS = ("classical", "learned")
+# Execution providers (models/session.py maps them to onnxruntime's).
+PROVIDERS = ("auto", "cpu", "cuda", "directml", "coreml")
 DEFAULT_FOV_DEG = 40.0  # a portrait lens on full frame (~50 mm across the long side) when no camera says otherwise
 
 
@@ -18,7 +20,8 @@ class RelightSettings:
     matting_resolution: long edge, in pixels, at which closed-form matting runs before edge-aware upsampling.
     specular_strength: global gain on the specular term of the shading (1 = the skin-like default).
     threads: intra-op threads for ONNX Runtime (0 = let the runtime choose).
-    provider: 'auto' (CUDA when onnxruntime exposes it, else CPU), 'cpu' or 'cuda'.
+    provider: 'auto' (CUDA when onnxruntime offers it, else CPU), 'cpu', 'cuda', 'directml' or 'coreml'
+        (models/session.py: a provider that is missing or fails to load falls back to the CPU with one message).
     models_dir: folder with ONNX models following inference/models/CONTRACTS.md; None = the bundled ones.
     normals: one of NORMALS_METHODS.
     """

@@ -17,6 +17,7 @@ from pathlib import Path
 import bpy
 
 from ..inference.errors import RelightInputError
+from ..inference.models import session
 from ..inference.models.contracts import check_models_dir
 from ..inference.settings import RelightSettings
 
@@ -25,26 +26,30 @@ from ..inference.settings import RelightSettings
 ADDON_ID = __package__.rpartition(".")[0]
 FALLBACK_CACHE = "portrait_relight"
 
-# Dynamic enum items must stay referenced from Python, hence module-level tuples.
+# Dynamic enum items must stay referenced from Python, hence module-level tuples. Identifiers are the upper-cased
+# RelightSettings.provider values.
 _CPU_ITEM = ("CPU", "CPU", "Run the ONNX models on the CPU")
-_CUDA_ITEM = ("CUDA", "CUDA", "Run the ONNX models on an NVIDIA GPU through onnxruntime's CUDA provider "
-                              "(falls back to the CPU for operators it lacks)")
-_ITEMS_CPU = [_CPU_ITEM]
-_ITEMS_CUDA = [_CPU_ITEM, _CUDA_ITEM]
+_GPU_ITEMS = {
+    "cuda": ("CUDA", "CUDA", "Run the ONNX models on an NVIDIA GPU through onnxruntime's CUDA provider "
+                             "(needs onnxruntime-gpu; falls back to the CPU for operators it lacks)"),
+    "directml": ("DIRECTML", "DirectML", "Run the ONNX models on any DirectX 12 GPU (Windows)"),
+    "coreml": ("COREML", "Core ML", "Run the ONNX models through Apple's Core ML (GPU and Neural Engine)"),
+}
+_item_lists: dict[tuple[str, ...], list] = {}
 
 # folder -> (ok, one-line status) of the last models check, shown in the preferences.
 _models_status: dict[str, tuple[bool, str]] = {}
 
 
 @functools.cache
-def cuda_available() -> bool:
-    import onnxruntime
-
-    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+def offered_gpu_providers() -> tuple[str, ...]:
+    """The GPU providers this onnxruntime build offers (the zip decides: DirectML on Windows, Core ML on macOS)."""
+    return tuple(session.offered_gpu_providers())
 
 
 def _provider_items(_self, _context):
-    return _ITEMS_CUDA if cuda_available() else _ITEMS_CPU
+    offered = offered_gpu_providers()
+    return _item_lists.setdefault(offered, [_CPU_ITEM, *(_GPU_ITEMS[p] for p in offered)])
 
 
 def check_models(folder: str) -> tuple[bool, str]:
@@ -76,7 +81,8 @@ class PortraitRelightPreferences(bpy.types.AddonPreferences):
 
     provider: bpy.props.EnumProperty(
         name="Execution Provider", items=_provider_items, default=0,
-        description="Where ONNX Runtime runs the models (CUDA is listed when onnxruntime offers it)",
+        description="Where ONNX Runtime runs the models (GPU providers are listed when this onnxruntime offers "
+                    "them; one that fails to load falls back to the CPU with a message in the console)",
     )
     threads: bpy.props.IntProperty(
         name="Threads", default=0, min=0, max=1024, soft_max=64,
@@ -157,10 +163,9 @@ def apply_numba_cache(prefs: PortraitRelightPreferences | None) -> None:
 
 
 def execution_provider(prefs: PortraitRelightPreferences | None) -> str:
-    """RelightSettings.provider: 'cuda' only when chosen and still offered by onnxruntime."""
-    if prefs is not None and prefs.provider == "CUDA" and cuda_available():
-        return "cuda"
-    return "cpu"
+    """RelightSettings.provider: the chosen GPU provider while onnxruntime still offers it, else the CPU."""
+    chosen = prefs.provider.lower() if prefs is not None else "cpu"
+    return chosen if chosen in offered_gpu_providers() else "cpu"
 
 
 def settings_from_preferences(context, fov_deg: float) -> RelightSettings:

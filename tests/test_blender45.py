@@ -198,11 +198,11 @@ INSTALL_SCRIPT = textwrap.dedent(
 @pytest.fixture(scope="module")
 def extension_zip45(tmp_path_factory) -> Path:
     build = tmp_path_factory.mktemp("build45")
-    command = [sys.executable, str(REPO_ROOT / "tools" / "build_extension.py"), "--cache", str(CACHE / "wheels"),
-               "--dist-dir", str(build / "dist"), "--stage-dir", str(build / "stage")]
+    command = [sys.executable, str(REPO_ROOT / "tools" / "build_extension.py"), "--platform", "linux-x64",
+               "--cache", str(CACHE / "wheels"), "--dist-dir", str(build / "dist"), "--stage-dir", str(build / "stage")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    return build / "dist" / "portrait_relight-0.1.0.zip"
+    return build / "dist" / "portrait_relight-0.1.0-linux_x64.zip"
 
 
 def test_blender45_validates_and_installs_the_extension_zip(extension_zip45, tmp_path):

@@ -47,6 +47,59 @@ def test_providers_fall_back_to_cpu():
         onnx_session.available_providers("tpu")
 
 
+def _cpu_reference_and_input():
+    model = OnnxModel(resolve_model("selfie_segmentation"), provider="cpu")
+    batch = np.random.default_rng(1).random((1, 256, 256, 3), np.float32)
+    return model, batch
+
+
+@pytest.mark.parametrize("provider", ["cuda", "directml", "coreml"])
+def test_a_gpu_provider_this_onnxruntime_lacks_runs_on_the_cpu_with_one_message(provider, monkeypatch, capsys):
+    import onnxruntime
+
+    if onnx_session.GPU_PROVIDERS[provider] in onnxruntime.get_available_providers():
+        pytest.fail(f"this test machine's onnxruntime offers {provider}; the test expects the CPU build")
+    monkeypatch.setattr(onnx_session, "_warned", set())
+    reference, batch = _cpu_reference_and_input()
+    for _ in range(2):
+        model = OnnxModel(resolve_model("selfie_segmentation"), provider=provider)
+        assert model.session.get_providers() == ["CPUExecutionProvider"]
+        np.testing.assert_array_equal(next(iter(model.run(batch).values())),
+                                      next(iter(reference.run(batch).values())))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"Portrait Relight: this onnxruntime ({onnxruntime.__version__}) has no "
+                     f"{onnx_session.PROVIDER_LABELS[provider]} execution provider; running on the CPU"]
+
+
+def test_a_gpu_provider_that_does_not_load_falls_back_to_the_cpu(monkeypatch, capsys):
+    """onnxruntime lists CUDA but cannot start it (the driver or cuDNN missing): it silently runs on the CPU, and
+    we say so once. When creating the session raises instead, the CPU session replaces it, also with one line."""
+    import onnxruntime
+
+    monkeypatch.setattr(onnx_session, "_warned", set())
+    reference, batch = _cpu_reference_and_input()
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    model = OnnxModel(resolve_model("selfie_segmentation"), provider="auto")
+    assert model.session.get_providers() == ["CPUExecutionProvider"]  # onnxruntime's CPU build ignored CUDA
+    assert capsys.readouterr().err.strip() == ("Portrait Relight: the CUDA execution provider did not load for "
+                                               "selfie_segmentation.onnx; running it on the CPU")
+
+    real_session = onnxruntime.InferenceSession
+
+    def session_failing_on_gpu(path, sess_options=None, providers=()):
+        if providers != ["CPUExecutionProvider"]:
+            raise RuntimeError("CUDA failure 35: CUDA driver version is insufficient")
+        return real_session(path, sess_options=sess_options, providers=providers)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", session_failing_on_gpu)
+    model = OnnxModel(resolve_model("selfie_segmentation"), provider="cuda")
+    np.testing.assert_array_equal(next(iter(model.run(batch).values())), next(iter(reference.run(batch).values())))
+    message = capsys.readouterr().err.strip()
+    assert message.startswith("Portrait Relight: the CUDA execution provider failed on selfie_segmentation.onnx (")
+    assert "driver version is insufficient" in message and message.endswith("running it on the CPU")
+
+
 def test_written_contracts_agree_with_the_registry():
     """Every registered model has a section in CONTRACTS.md whose shape table lists exactly its contract's input
     and output shapes, in order; no section describes a model the registry does not have."""

@@ -71,19 +71,28 @@ def test_preferences_register_and_carry_settings(prefs, tmp_path):
     assert (settings.threads, settings.provider, settings.models_dir) == (3, "cpu", os.path.normpath(tmp_path))
 
 
-def test_provider_lists_cuda_only_when_onnxruntime_has_it(prefs, monkeypatch):
+def test_provider_menu_lists_the_gpu_providers_onnxruntime_offers(prefs, monkeypatch):
     import onnxruntime
 
     real = onnxruntime.get_available_providers()
+    offered = {"CUDAExecutionProvider": "CUDA", "DmlExecutionProvider": "DIRECTML",
+               "CoreMLExecutionProvider": "COREML"}
     names = [item[0] for item in preferences._provider_items(prefs, bpy.context)]
-    assert names == (["CPU", "CUDA"] if "CUDAExecutionProvider" in real else ["CPU"])
+    assert names == ["CPU", *(offered[p] for p in offered if p in real)]
 
-    monkeypatch.setattr(preferences, "cuda_available", lambda: True)
-    assert [item[0] for item in preferences._provider_items(prefs, bpy.context)] == ["CPU", "CUDA"]
-    prefs.provider = "CUDA"
-    assert preferences.settings_from_preferences(bpy.context, 40.0).provider == "cuda"
-    monkeypatch.setattr(preferences, "cuda_available", lambda: False)  # CUDA chosen before, gone now: the CPU
+    # What the Windows zip's onnxruntime-directml and the macOS zips' onnxruntime report.
+    for have, menu in ((["DmlExecutionProvider", "CPUExecutionProvider"], ["CPU", "DIRECTML"]),
+                       (["CoreMLExecutionProvider", "CPUExecutionProvider"], ["CPU", "COREML"])):
+        monkeypatch.setattr(onnxruntime, "get_available_providers", lambda have=have: have)
+        preferences.offered_gpu_providers.cache_clear()
+        assert [item[0] for item in preferences._provider_items(prefs, bpy.context)] == menu
+        prefs.provider = menu[1]
+        assert preferences.settings_from_preferences(bpy.context, 40.0).provider == menu[1].lower()
+    # Core ML chosen before, not offered now (the .blend's preferences moved to another machine): the CPU.
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    preferences.offered_gpu_providers.cache_clear()
     assert preferences.settings_from_preferences(bpy.context, 40.0).provider == "cpu"
+    preferences.offered_gpu_providers.cache_clear()
 
 
 def test_cache_folders_and_numba(prefs, tmp_path, monkeypatch):

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Build the installable extension zip: dist/portrait_relight-<version>.zip.
+"""Build the installable extension zips, one per platform: dist/portrait_relight-<version>-<platform>.zip.
 
-Steps: resolve the pinned runtime wheels (requirements.txt, else the version installed in this interpreter),
-download the missing ones into a cache outside the repo, stage a copy of the package in build/stage/ with
-those wheels and a manifest listing exactly them, run Blender's `blender_ext.py build`, then `validate` the zip.
-The repo tree is only read (the zip lands in dist/ unless --dist-dir says otherwise).
+Steps: resolve the pinned runtime wheels (requirements.txt, else the version installed in this interpreter, with
+each platform's departures from tools/extension_platforms.py), download the missing ones for each platform into a
+cache outside the repo, stage one copy of the package with every platform's wheels and a manifest listing exactly
+them, run Blender's `blender_ext.py build --split-platforms` (one zip per platform, each with only its wheels and a
+manifest naming only that platform), then check each zip's wheels and `validate` it. The repo tree is only read.
 
-    .venv/bin/python tools/build_extension.py [--cache DIR] [--dist-dir DIR] [--stage-dir DIR]
+    .venv/bin/python tools/build_extension.py [--platform linux-x64 ...] [--cache DIR] [--dist-dir DIR]
 """
 
 from __future__ import annotations
@@ -20,8 +21,18 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
+from extension_platforms import (
+    PIP_PLATFORM_TAGS,
+    PLATFORM_OVERRIDES,
+    PLATFORMS,
+    blender_platforms_of,
+    minimum_macos,
+    preference,
+    runs_on_python311,
+)
 from package_loader import ROOT as REPO_ROOT
 from package_loader import load_package
 
@@ -31,23 +42,24 @@ from portrait_relight.inference.models.registry import MODELS  # noqa: E402
 MODELS_DIR = REPO_ROOT / "inference" / "models"
 MANIFEST = "blender_manifest.toml"
 
-# What the extension imports at run time, with their own dependencies. numpy is left out on purpose:
-# Blender ships its own numpy and a second copy in the extension's site-packages would shadow it.
+# What the extension imports at run time, with the dependencies those imports need. numpy is left out on
+# purpose: Blender ships its own numpy and a second copy in the extension's site-packages would shadow it.
+# onnxruntime's declared dependencies (flatbuffers, protobuf, packaging, sympy) are left out too: only its
+# conversion and training tools import them, never InferenceSession (tests/test_extension.py runs the installed
+# zip in a Blender that has nothing else).
 RUNTIME_PACKAGES = (
-    "onnxruntime", "flatbuffers", "protobuf", "packaging",
+    "onnxruntime",
     "OpenEXR",
     "pymatting", "numba", "llvmlite", "scipy", "pillow",
     "pypng", "tifffile",
     "av",  # movie plates (ships its own FFmpeg)
     "opencolorio",  # colour spaces through Blender's own OCIO config
 )
-# Wheels for Blender's Python (3.11) on linux-x64, the one platform the manifest declares.
-PIP_PLATFORM_ARGS = [
-    "--only-binary=:all:", "--no-deps", "--python-version", "3.11", "--implementation", "cp",
-    "--abi", "cp311", "--abi", "abi3", "--abi", "none",
-    *[arg for tag in ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
-                      "manylinux2014_x86_64") for arg in ("--platform", tag)],
-]
+PIP_COMMON_ARGS = ["--only-binary=:all:", "--no-deps", "--python-version", "3.11", "--implementation", "cp",
+                   "--abi", "cp311", "--abi", "abi3", "--abi", "none"]
+# No zip may grow past what linux-x64 users installed before the per-platform builds (172.5 MiB): a new runtime
+# dependency has to pay for itself. llvmlite (for pymatting's numba kernels), scipy and PyAV are most of each zip.
+SIZE_BUDGET_MIB = 180
 # Top-level entries never copied into the stage (large or irrelevant); the manifest's paths_exclude_pattern
 # decides the rest.
 STAGE_SKIP = {".git", "build", "dist", "out", ".cache", "wheels", "tests", "tools", "docs", "training", "lightstage",
@@ -88,26 +100,39 @@ def resolve_versions() -> dict[str, str]:
     return versions
 
 
-def cached_wheel(cache: Path, package: str, version: str) -> Path | None:
-    prefix = f"{normalise(package)}-{version}-"
-    matches = sorted(p for p in cache.glob("*.whl") if p.name.lower().startswith(prefix.lower()))
+def platform_requirements(versions: dict[str, str], platform: str) -> list[str]:
+    """`name==version` for each runtime package on `platform` (requirements.txt's pins, then its departures)."""
+    overrides = PLATFORM_OVERRIDES.get(platform, {})
+    return [overrides.get(package, f"{package}=={version}") for package, version in versions.items()]
+
+
+def cached_wheel(cache: Path, requirement: str, platform: str) -> Path | None:
+    """The cached wheel of `requirement` that runs on `platform` under Python 3.11, if any."""
+    name, version = requirement.split("==")
+    prefix = f"{normalise(name)}-{version}-".lower()
+    matches = sorted((p for p in cache.glob("*.whl") if p.name.lower().startswith(prefix)
+                      and platform in blender_platforms_of(p.name) and runs_on_python311(p.name)),
+                     key=lambda p: (preference(p.name, platform), p.name))
     return matches[0] if matches else None
 
 
-def fetch_wheels(cache: Path, versions: dict[str, str]) -> list[Path]:
-    """The wheel file of each pinned package, downloading only the ones the cache lacks."""
+def fetch_wheels(cache: Path, versions: dict[str, str], platform: str) -> list[Path]:
+    """The wheel file of each runtime package for `platform`, downloading only the ones the cache lacks."""
     cache.mkdir(parents=True, exist_ok=True)
-    missing = [f"{p}=={v}" for p, v in versions.items() if cached_wheel(cache, p, v) is None]
+    requirements = platform_requirements(versions, platform)
+    missing = [r for r in requirements if cached_wheel(cache, r, platform) is None]
     if missing:
-        print(f"downloading {len(missing)} wheel(s) into {cache}", flush=True)
-        command = [sys.executable, "-m", "pip", "download", "--quiet", *PIP_PLATFORM_ARGS, "-d", str(cache), *missing]
+        print(f"{platform}: downloading {len(missing)} wheel(s) into {cache}", flush=True)
+        tags = [arg for tag in PIP_PLATFORM_TAGS[platform] for arg in ("--platform", tag)]
+        command = [sys.executable, "-m", "pip", "download", "--quiet", *PIP_COMMON_ARGS, *tags, "-d", str(cache),
+                   *missing]
         if subprocess.run(command).returncode != 0:
-            raise BuildError("pip download failed (see above)")
+            raise BuildError(f"{platform}: pip download failed (see above)")
     wheels = []
-    for package, version in versions.items():
-        wheel = cached_wheel(cache, package, version)
+    for requirement in requirements:
+        wheel = cached_wheel(cache, requirement, platform)
         if wheel is None:
-            raise BuildError(f"{package}=={version}: no linux x86-64 wheel for Python 3.11 in {cache}")
+            raise BuildError(f"{requirement}: no {platform} wheel for Python 3.11 in {cache}")
         wheels.append(wheel)
     return sorted(wheels, key=lambda p: p.name.lower())
 
@@ -143,13 +168,15 @@ def stage_package(stage: Path, wheels: list[Path]) -> list[str]:
     return [f"./wheels/{w.name}" for w in wheels]
 
 
-def write_wheel_list(manifest_path: Path, entries: list[str]) -> None:
+def write_manifest_lists(manifest_path: Path, platforms: list[str], entries: list[str]) -> None:
+    """Rewrite the staged manifest's `platforms` and `wheels` lists (the tracked manifest is never edited)."""
     text = manifest_path.read_text()
-    block = "wheels = [\n" + "".join(f'  "{e}",\n' for e in entries) + "]"
-    new_text, count = re.subn(r"(?ms)^wheels\s*=\s*\[.*?^\]", block, text)
-    if count != 1:
-        raise BuildError(f"{manifest_path}: expected exactly one top-level `wheels = [...]` list")
-    manifest_path.write_text(new_text)
+    for key, values in (("platforms", platforms), ("wheels", entries)):
+        block = f"{key} = [\n" + "".join(f'  "{v}",\n' for v in values) + "]"
+        text, count = re.subn(rf"(?ms)^{key}\s*=\s*\[.*?\]", block, text)
+        if count != 1:
+            raise BuildError(f"{manifest_path}: expected exactly one top-level `{key} = [...]` list")
+    manifest_path.write_text(text)
 
 
 def blender_ext_script() -> Path:
@@ -170,33 +197,73 @@ def run_blender_ext(script: Path, *args: str) -> None:
         raise BuildError(f"blender_ext.py {args[0]} failed:\n{result.stdout}{result.stderr}")
 
 
-def build(cache: Path, dist_dir: Path, stage_dir: Path) -> Path:
+def check_zip(zip_path: Path, platform: str, wheels: list[Path]) -> None:
+    """The zip carries exactly `platform`'s wheels, and its manifest names only that platform and those wheels."""
+    with zipfile.ZipFile(zip_path) as archive:
+        inside = sorted(n.removeprefix("wheels/") for n in archive.namelist() if n.startswith("wheels/"))
+        manifest = tomllib.loads(archive.read(MANIFEST).decode())
+    # Blender's split build leaves the lists above alone and writes the per-platform ones under [build.generated].
+    manifest = {**manifest, **manifest.get("build", {}).get("generated", {})}
+    expected = sorted(w.name for w in wheels)
+    if inside != expected:
+        raise BuildError(f"{zip_path.name}: wheels {sorted(set(inside) ^ set(expected))} differ from the ones pip "
+                         f"chose for {platform}")
+    if manifest.get("platforms") != [platform] or sorted(manifest.get("wheels", [])) != [f"./wheels/{n}" for n in
+                                                                                        expected]:
+        raise BuildError(f"{zip_path.name}: its manifest does not list exactly {platform} and its wheels")
+
+
+def describe_zip(zip_path: Path, wheels: list[Path]) -> str:
+    """One line per zip: size, wheel count, minimum macOS where it applies, and the largest members."""
+    with zipfile.ZipFile(zip_path) as archive:
+        members = sorted(archive.infolist(), key=lambda i: -i.compress_size)[:4]
+    largest = ", ".join(f"{Path(i.filename).name.split('-')[0]} {i.compress_size / 2**20:.1f}" for i in members)
+    macos = minimum_macos([w.name for w in wheels])
+    return (f"{zip_path.name}: {zip_path.stat().st_size / 2**20:.1f} MiB, {len(wheels)} wheels"
+            f"{f', macOS {macos}+' if macos else ''}; largest (MiB): {largest}")
+
+
+def build(cache: Path, dist_dir: Path, stage_dir: Path, platforms: list[str]) -> list[Path]:
     manifest = tomllib.loads((REPO_ROOT / MANIFEST).read_text())
     models = require_models()
-    wheels = fetch_wheels(cache, resolve_versions())
-    entries = stage_package(stage_dir, wheels)
-    if entries != sorted(manifest.get("wheels", []), key=str.lower):
+    versions = resolve_versions()
+    wheels = {platform: fetch_wheels(cache, versions, platform) for platform in platforms}
+    every_wheel = sorted({w for ws in wheels.values() for w in ws}, key=lambda p: p.name.lower())
+    entries = stage_package(stage_dir, every_wheel)
+    if platforms == list(PLATFORMS) and entries != sorted(manifest.get("wheels", []), key=str.lower):
         print(f"note: {MANIFEST} lists other wheels than the pinned ones; the staged manifest uses the pinned")
-    write_wheel_list(stage_dir / MANIFEST, entries)
+    write_manifest_lists(stage_dir / MANIFEST, platforms, entries)
     script = blender_ext_script()
     dist_dir.mkdir(parents=True, exist_ok=True)
-    zip_path = dist_dir / f"{manifest['id']}-{manifest['version']}.zip"
-    run_blender_ext(script, "build", "--source-dir", str(stage_dir), "--output-filepath", str(zip_path))
-    run_blender_ext(script, "validate", str(zip_path))
-    print(f"built {zip_path} ({zip_path.stat().st_size / 2**20:.1f} MiB, {len(wheels)} wheels, "
-          f"{len(models)} models)")
-    return zip_path
+    run_blender_ext(script, "build", "--split-platforms", "--source-dir", str(stage_dir), "--output-dir",
+                    str(dist_dir))
+    zips = []
+    for platform in platforms:
+        zip_path = dist_dir / f"{manifest['id']}-{manifest['version']}-{platform.replace('-', '_')}.zip"
+        check_zip(zip_path, platform, wheels[platform])
+        if zip_path.stat().st_size > SIZE_BUDGET_MIB * 2**20:
+            raise BuildError(f"{zip_path.name}: {zip_path.stat().st_size / 2**20:.1f} MiB is over the "
+                             f"{SIZE_BUDGET_MIB} MiB budget (SIZE_BUDGET_MIB)")
+        run_blender_ext(script, "validate", str(zip_path))
+        zips.append(zip_path)
+    print(f"built {len(zips)} zip(s), {len(models)} models each:")
+    for zip_path, platform in zip(zips, platforms):
+        print("  " + describe_zip(zip_path, wheels[platform]))
+    return zips
 
 
 def main(argv: list[str] | None = None) -> int:
     default_cache = Path(os.environ.get("PORTRAIT_RELIGHT_CACHE", Path.home() / ".cache" / "portrait_relight"))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--platform", action="append", choices=PLATFORMS, dest="platforms",
+                        help="build only this platform's zip (repeatable; default: all four)")
     parser.add_argument("--cache", type=Path, default=default_cache / "wheels", help="wheel cache folder")
-    parser.add_argument("--dist-dir", type=Path, default=REPO_ROOT / "dist", help="where the zip goes")
+    parser.add_argument("--dist-dir", type=Path, default=REPO_ROOT / "dist", help="where the zips go")
     parser.add_argument("--stage-dir", type=Path, default=REPO_ROOT / "build" / "stage", help="staging folder")
     args = parser.parse_args(argv)
+    platforms = [p for p in PLATFORMS if p in (args.platforms or PLATFORMS)]
     try:
-        build(args.cache.expanduser(), args.dist_dir, args.stage_dir)
+        build(args.cache.expanduser(), args.dist_dir, args.stage_dir, platforms)
     except BuildError as exc:
         print(f"build_extension: {exc}", file=sys.stderr)
         return 1
