@@ -20,8 +20,11 @@ test: models $(VENV)/.train-installed $(VENV)-tflite/.installed $(VENV)-bpy45/.i
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -ra tests
 
+# Stage times at 1080p against pymatting's closed form alone (tools/bench.py), then the whole command on 1080p,
+# 4K and 8K plates: seconds per megapixel and peak memory (tools/bench_scale.py; ~3 min)
 bench: models
 	$(PY) tools/bench.py
+	$(PY) tools/bench_scale.py
 
 # 24-frame 1080p batch through ./relight (seconds per frame), then a SIGKILL mid-frame and a resume (~8 min)
 bench-shot: models
@@ -65,6 +68,7 @@ $(VENV)/.installed: requirements.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt -c constraints.txt
+	$(PY) tools/warm_kernels.py  # pymatting's numba kernels, compiled once now rather than in a first relight
 	touch $@
 
 # torch (CPU build, exact pin) for training/ and its tests, in the main venv; never in the extension's zip.

@@ -82,11 +82,13 @@ function compileJob(job) {
         // with spaces need no quoting), expands {blender} / {blenderArgs} per Worker platform, finds Blender on
         // Windows through the .blend file association, and fails the task on a non-zero exit status. `args` can
         // hold any Blender CLI arguments, so `-c portrait_relight ...` fits. {blenderArgs} is the Manager's
-        // variable for Blender's own flags; its default `-b -y` gives us the headless `-b`.
+        // variable for Blender's own flags; its default `-b -y` gives us the headless `-b`, but its `-y` would
+        // let the submitted .blend run its own scripts and drivers when the Worker opens it: `--disable-autoexec`
+        // after it and before the file wins (Blender applies its arguments in order). Our command needs none.
         task.addCommand(author.Command("blender-render", {
             exe: "{blender}",
             exeArgs: "{blenderArgs}",
-            argsBefore: [],
+            argsBefore: ["--disable-autoexec"],
             blendfile: blendfile,
             args: ["-c", "portrait_relight", plate, "--out", outputDir].concat(relightArgs, ["--frames", chunk]),
         }));

@@ -7,7 +7,10 @@ Lighting comes from exactly one of: --hdri (equirect, image centre straight ahea
 axis by --hdri-rotation), --world-blend (that file's world HDRI seen from its active camera, whose FOV is used),
 or, with neither, a panorama estimated from --background. --background is also what the subject is composited
 onto. Writes DIR/<stem>.exr and DIR/<stem>_preview.png (both or neither) and prints per-stage timings.
-Bad input: exit 1 with ONE line "<file>: <problem>" on stderr; bad options: exit 2 with one line.
+Exit status: 0 done; 1 bad input (ONE line "<file>: <problem>" on stderr) or a failed frame; 2 bad options (one
+line naming the option); 130 interrupted (Ctrl-C: one line; only complete outputs stay). Bad input writes nothing
+into --out (the folder may be created, empty). Plates must be at least MIN_PLATE_SIDE px on the short side and any image
+at most MAX_IMAGE_SIDE on the long side (io/imageio.py; checked from the file header, before decoding).
 
 Shots: PLATE may be an image sequence `name.####.ext` (Blender's # pattern, # count = zero padding) or a movie
 (.mp4/.mov/.mkv/.avi/.m4v/.webm, frames numbered from 1); --frames picks frames (default: all). Each frame writes
@@ -24,13 +27,18 @@ This module never imports bpy: --world-blend needs a reader of .blend files, whi
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import RelightInputError
-from .lighting.sources import Lighting, WorldLight, resolve_lighting
+from .errors import Cancelled, Progress, RelightInputError
+from .io.imageio import MIN_PLATE_SIDE
+from .lighting.sources import Lighting, WorldLight, fov_problem, resolve_lighting, rotation_problem
 from .settings import DEFAULT_FOV_DEG, NORMALS_METHODS, PROVIDERS, RelightSettings
 from .shots.frames import format_frames, parse_frames
 from .shots.runner import FrameEvent
@@ -40,6 +48,7 @@ from .shots.sources import ImageSequence, is_movie, is_sequence_pattern
 BlendWorldReader = Callable[[str, int, int], WorldLight]
 EXIT_INPUT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what shells report for a command stopped by Ctrl-C
 
 
 class UsageError(Exception):
@@ -77,8 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--normals", choices=NORMALS_METHODS, default=RelightSettings.normals,
                         help="how normals are estimated: the classical v1 stage or the learned geometry net "
                              f"(default {RelightSettings.normals})")
-    parser.add_argument("--threads", type=int, default=0, metavar="N",
-                        help="ONNX Runtime threads (default 0: the runtime decides)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="ONNX Runtime threads, 1 or more (default: the runtime decides)")
     parser.add_argument("--provider", choices=PROVIDERS, default=RelightSettings.provider,
                         help="where ONNX Runtime runs the models: auto (CUDA when offered, else CPU), cpu, cuda, "
                              "directml (Windows) or coreml (macOS); one that is missing or fails falls back to the "
@@ -90,14 +99,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     if args.hdri and args.world_blend:
         raise UsageError("--hdri and --world-blend exclude each other: choose one lighting source")
+    if problem := rotation_problem(args.hdri_rotation):
+        raise UsageError(f"--hdri-rotation {args.hdri_rotation:g}: {problem}")
     if args.hdri_rotation and not args.hdri:
         raise UsageError("--hdri-rotation needs --hdri")
     if not (args.hdri or args.world_blend or args.background):
         raise UsageError("no lighting source: give --hdri FILE, --world-blend FILE.blend or --background IMAGE")
-    if args.threads < 0:
-        raise UsageError(f"--threads {args.threads}: must be 0 (automatic) or more")
-    if args.fov is not None and not 1.0 <= args.fov <= 170.0:
-        raise UsageError(f"--fov {args.fov:g}: must be between 1 and 170 degrees")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads {args.threads}: must be 1 or more (leave it out to let the runtime decide)")
+    if args.fov is not None and (problem := fov_problem(args.fov)):
+        raise UsageError(f"--fov {args.fov:g}: {problem}")
     if args.colorspace is not None:
         from .io.colorspace import default_color_spaces
 
@@ -141,7 +152,7 @@ def _check_models_dir(args: argparse.Namespace) -> None:
 
 
 def _settings(args: argparse.Namespace, lighting: Lighting) -> RelightSettings:
-    return RelightSettings(fov_deg=lighting.fov_deg, threads=args.threads, models_dir=args.models_dir,
+    return RelightSettings(fov_deg=lighting.fov_deg, threads=args.threads or 0, models_dir=args.models_dir,
                            normals=args.normals, provider=args.provider)
 
 
@@ -166,8 +177,10 @@ def _event_line(event: FrameEvent) -> str:
     return f"frame {event.frame}: {event.status} ({event.detail})"
 
 
-def run_shot(args: argparse.Namespace, read_blend_world: BlendWorldReader | None = None) -> int:
-    """An image sequence or movie: one line per frame, a summary; returns the exit status (1 if a frame failed)."""
+def run_shot(args: argparse.Namespace, read_blend_world: BlendWorldReader | None = None,
+             progress: Progress | None = None) -> int:
+    """An image sequence or movie: one line per frame, a summary; returns the exit status (1 if a frame failed).
+    `progress` returning False stops at the next stage (Cancelled), leaving only complete frames."""
     from .pipeline import check_output_folder
     from .shots.outputs import frame_paths
     from .shots.runner import relight_frames, shot_frames
@@ -175,7 +188,8 @@ def run_shot(args: argparse.Namespace, read_blend_world: BlendWorldReader | None
 
     clock = time.perf_counter()
     out_dir = Path(args.out)
-    shot = open_shot(args.plate, args.colorspace)  # a bad pattern or movie fails here, before the output folder is made
+    # A bad pattern or movie (or a movie's frame size) fails here, before the output folder is made.
+    shot = open_shot(args.plate, args.colorspace, min_side=MIN_PLATE_SIDE)
     try:
         frames = select_frames(shot, args.frame_list)
         if isinstance(shot, ImageSequence):
@@ -195,8 +209,9 @@ def run_shot(args: argparse.Namespace, read_blend_world: BlendWorldReader | None
         def report(event: FrameEvent) -> None:
             print(_event_line(event), flush=True)
 
+        announce_kernel_compile()
         summary = relight_frames(shot_frames(shot, frames, out_dir), out_dir, lighting.environment, settings,
-                                 lighting.background, report=report)
+                                 lighting.background, report=report, progress=progress or (lambda *_: True))
     finally:
         shot.close()
     per_frame = f", {summary.seconds / len(summary.relit):.2f} s per relit frame" if summary.relit else ""
@@ -210,24 +225,42 @@ def run_shot(args: argparse.Namespace, read_blend_world: BlendWorldReader | None
     return 0
 
 
-def run(args: argparse.Namespace, read_blend_world: BlendWorldReader | None = None) -> int:
+def announce_kernel_compile() -> None:
+    """Say so before pymatting's kernels are compiled (a first run), instead of a silent minute."""
+    from .stages import matting_kernels
+
+    matting_kernels.prepare(lambda message: print(message, flush=True))
+
+
+def run(args: argparse.Namespace, read_blend_world: BlendWorldReader | None = None,
+        progress: Progress | None = None) -> int:
+    """Relight what the options name; returns the exit status. `progress` returning False cancels (Cancelled)."""
     if is_sequence_pattern(args.plate) or is_movie(args.plate):
-        return run_shot(args, read_blend_world)
+        return run_shot(args, read_blend_world, progress)
     from .io.colorspace import read_plate_in
     from .pipeline import check_output_folder, relight_to_files
+    from .shots.outputs import FrameLock, FramePaths, remove_stale_temps
 
     clock = time.perf_counter()
     out_dir = Path(args.out)
     check_output_folder(out_dir)  # fail before minutes of work, not after
     _check_models_dir(args)
-    plate = read_plate_in(args.plate, args.colorspace)  # validates the plate early; its size gives the camera FOV
+    # Validates the plate early (its size too); its size gives the camera FOV.
+    plate = read_plate_in(args.plate, args.colorspace, min_side=MIN_PLATE_SIDE)
     lighting = options_lighting(args, lambda: plate.shape, read_blend_world)
     settings = _settings(args, lighting)
     setup = time.perf_counter() - clock
-    stem = Path(args.plate).stem
-    exr_path, preview_path = out_dir / f"{stem}.exr", out_dir / f"{stem}_preview.png"
-    stage_seconds = relight_to_files(plate, args.plate, exr_path, preview_path, lighting.environment, settings,
-                                     lighting.background)
+    announce_kernel_compile()
+    paths = FramePaths.for_stem(out_dir, Path(args.plate).stem)
+    exr_path, preview_path = paths.exr, paths.preview
+    lock = FrameLock(paths.lock)
+    lock.acquire(blocking=True)  # the same plate relit into this folder by another process: wait for it
+    try:
+        remove_stale_temps(out_dir, paths)  # what a killed run left
+        stage_seconds = relight_to_files(plate, args.plate, exr_path, preview_path, lighting.environment, settings,
+                                         lighting.background, progress=progress)
+    finally:
+        lock.release()
     print(f"wrote {exr_path}")
     print(f"wrote {preview_path}")
     timings = {"inputs": setup, **{k: v for k, v in stage_seconds.items() if k != "total"}}
@@ -235,6 +268,34 @@ def run(args: argparse.Namespace, read_blend_world: BlendWorldReader | None = No
         print(f"  {stage:<12s} {seconds:7.2f} s")
     print(f"  {'total':<12s} {time.perf_counter() - clock:7.2f} s")
     return 0
+
+
+@contextmanager
+def ctrl_c_cancels() -> Iterator[Progress]:
+    """A progress callback that turns False once Ctrl-C is pressed, so the work stops at the next stage or frame
+    (Cancelled) instead of at a KeyboardInterrupt raised inside native code: interrupting numba's parallel
+    matting kernels crashes the process (SIGSEGV), leaving a frame lock behind. A second Ctrl-C interrupts at once.
+    Signal handlers belong to the main thread, and a host's own native handler (getsignal() is None) is left in
+    place: there Ctrl-C keeps its usual behaviour."""
+    pressed = threading.Event()
+
+    def on_ctrl_c(signum, frame):
+        if pressed.is_set():
+            raise KeyboardInterrupt
+        pressed.set()
+        try:  # os.write, not print: a handler that prints while the interrupted code prints fails (reentrant)
+            os.write(1, b"stopping after the current stage (Ctrl-C again to stop at once)\n")
+        except OSError:  # no usable stdout (a windowed host): stopping matters, the notice does not
+            pass
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield lambda stage, fraction: True
+        return
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield lambda stage, fraction: not pressed.is_set()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def main(argv: list[str] | None = None, read_blend_world: BlendWorldReader | None = None) -> int:
@@ -249,10 +310,17 @@ def main(argv: list[str] | None = None, read_blend_world: BlendWorldReader | Non
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     try:
-        return run(args, read_blend_world)
+        with ctrl_c_cancels() as progress:
+            return run(args, read_blend_world, progress)
     except RelightInputError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_INPUT_ERROR
     except OSError as exc:  # e.g. disk full while writing: still one line naming the file
         print(f"{exc.filename or args.out}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
+    except MemoryError:  # a plate within the size limits can still be too much for this machine
+        print(f"{args.plate}: not enough memory to relight it (try a smaller plate)", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except (KeyboardInterrupt, Cancelled):  # temp files and frame locks are cleaned up on the way out
+        print("relight: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -44,7 +44,6 @@ class SubjectRelight:
     albedo: np.ndarray  # (H, W, 3)
     diffuse: np.ndarray  # (H, W, 3) diffuse light map
     shaded: shading.ShadingResult
-    rays: np.ndarray  # (H, W, 3) camera rays the light maps were looked up with
 
 
 def relight_subject(foreground: np.ndarray, alpha: np.ndarray, normals: np.ndarray, face_mask: np.ndarray,
@@ -61,16 +60,18 @@ def relight_subject(foreground: np.ndarray, alpha: np.ndarray, normals: np.ndarr
     done("albedo")
 
     rays = camera_rays(width, height, settings.fov_deg)
+    weights = shading.lobe_weights(shading.skin_likelihood(foreground, alpha, face_mask), normals, rays,
+                                   settings.specular_strength)
     if prefiltered is None:
         prefiltered = lightmaps.prefilter(environment)
-    maps = lightmaps.light_maps(prefiltered, normals, rays, alpha > 0)
+    # The lobes are blended as they are looked up: the four full-size specular maps are never held at once.
+    maps = lightmaps.light_maps(prefiltered, normals, rays, alpha > 0, lobe_weights=weights)
+    del rays, weights
     done("light_maps")
 
-    skin = shading.skin_likelihood(foreground, alpha, face_mask)
-    weights = shading.lobe_weights(skin, normals, rays, settings.specular_strength)
-    shaded = shading.shade(albedo, maps.diffuse, maps.specular, weights, alpha)
+    shaded = shading.shade(albedo, maps.diffuse, maps.specular, alpha)
     done("shading")
-    return SubjectRelight(albedo, maps.diffuse, shaded, rays)
+    return SubjectRelight(albedo, maps.diffuse, shaded)
 
 
 def relight(plate: np.ndarray, environment: Environment, settings: RelightSettings = RelightSettings(),
@@ -93,19 +94,22 @@ def relight(plate: np.ndarray, environment: Environment, settings: RelightSettin
         if progress is not None and progress(stage, (STAGES.index(stage) + 1) / len(STAGES)) is False:
             raise Cancelled(f"cancelled after {stage}")
 
+    # Only the arrays the passes need stay referenced from here on (memory on 4K/8K plates).
     matte = matting.estimate_matte(plate, settings)
-    alpha = matte.alpha
+    alpha, foreground = matte.alpha, matte.foreground
+    del matte
     done("matting")
 
     shape = geometry.estimate_normals(plate, alpha, settings)
     if shape.landmarks is None:
         # The segmentation model also fires on animals and objects; a portrait needs a visible face (v1).
         raise RelightInputError(None, "no person found in the image (no face detected)")
-    normals = shape.normal
+    normals, face_mask = shape.normal, shape.face_mask
+    del shape
     done("geometry")
 
-    lit = relight_subject(matte.foreground, alpha, normals, shape.face_mask, environment, settings, prefiltered,
-                          done=done)
+    lit = relight_subject(foreground, alpha, normals, face_mask, environment, settings, prefiltered, done=done)
+    del face_mask
     shaded = lit.shaded
 
     if background is None:
@@ -118,7 +122,7 @@ def relight(plate: np.ndarray, environment: Environment, settings: RelightSettin
     timings["total"] = sum(timings[s] for s in STAGES)
     passes = {
         "alpha": alpha,
-        "foreground": matte.foreground * (alpha[..., None] > 0),
+        "foreground": np.multiply(foreground, alpha[..., None] > 0, out=foreground),  # in place: the last use
         "normal": normals,
         "albedo": lit.albedo,
         "diffuse": lit.diffuse,
@@ -130,19 +134,26 @@ def relight(plate: np.ndarray, environment: Environment, settings: RelightSettin
 
 
 def preview_strip(plate: np.ndarray, passes: dict[str, np.ndarray], height: int = 256) -> np.ndarray:
-    """plate | alpha | normals | albedo | relit | composite, display-referred sRGB [0, 1], side by side."""
+    """plate | alpha | normals | albedo | relit | composite, display-referred sRGB [0, 1], side by side.
+
+    Every pass is shrunk to the strip's size before its display transform, so an 8K frame costs no full-size
+    temporaries here."""
     h, w = plate.shape[:2]
     tile_w = max(1, round(w * height / h))
-    alpha = passes["alpha"]
+
+    def small(pixels: np.ndarray) -> np.ndarray:
+        return resize(pixels, height, tile_w)
+
+    alpha = small(passes["alpha"])[..., None]
     tiles = [
-        linear_to_srgb(plate),
-        np.repeat(alpha[..., None], 3, axis=-1),
-        (0.5 * passes["normal"] + 0.5) * (alpha[..., None] > 0),
-        linear_to_srgb(passes["albedo"]),
-        linear_to_srgb(passes["relit"][..., :3] * alpha[..., None]),
-        linear_to_srgb(passes["composite"]),
+        linear_to_srgb(small(plate)),
+        np.repeat(alpha, 3, axis=-1),
+        (0.5 * small(passes["normal"]) + 0.5) * small((passes["alpha"] > 0).astype(np.float32))[..., None],
+        linear_to_srgb(small(passes["albedo"])),
+        linear_to_srgb(small(passes["relit"][..., :3]) * alpha),
+        linear_to_srgb(small(passes["composite"])),
     ]
-    return np.concatenate([np.clip(resize(t, height, tile_w), 0, 1) for t in tiles], axis=1)
+    return np.concatenate([np.clip(t, 0, 1) for t in tiles], axis=1)
 
 
 def check_output_folder(out_dir: Path) -> None:
@@ -172,7 +183,8 @@ def relight_to_files(plate: np.ndarray, source_label: str | os.PathLike, exr_pat
     clock = time.perf_counter()
     write_png(preview_path, preview_strip(plate, result.passes))
     try:
-        write_passes(exr_path, result.passes, metadata={"portraitRelight:source": Path(source_label).name})
+        write_passes(exr_path, result.passes, metadata={"portraitRelight:source": Path(source_label).name},
+                     consume=True)
     except BaseException:
         preview_path.unlink(missing_ok=True)
         raise

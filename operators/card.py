@@ -226,7 +226,8 @@ class PORTRAIT_RELIGHT_OT_add_relit_card(bpy.types.Operator):
             distance, frame_start, roughness = self.distance, self.frame_start, self.roughness
 
             def work(progress):
-                return split_all(frames, folder, progress)
+                with jobs.undone_on_error([folder]):  # no half-split card folder when a frame is not a relit EXR
+                    return split_all(frames, folder, progress)
 
             def apply(written):
                 target = bpy.data.scenes[scene_name]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import bpy
 import numpy as np
@@ -52,38 +53,50 @@ def plate_node(tree: "bpy.types.NodeTree") -> "bpy.types.Node":
     return node
 
 
-def read_movie_frame(path: str, frame: int, colorspace: str) -> tuple[np.ndarray, str]:
-    """(scene-linear frame `frame` (from 1) of a movie file, `<movie stem>.<frame>`)."""
+class NodePlate(NamedTuple):
+    pixels: np.ndarray  # scene-linear (H, W, 3)
+    stem: str  # of the output file
+    label: str  # the file (and movie frame) the pixels come from, for messages
+
+
+def read_movie_frame(path: str, frame: int, colorspace: str) -> NodePlate:
+    """Frame `frame` (from 1) of a movie file, stem `<movie stem>.<frame>`."""
     movie = Movie(path, colorspace, blender_color_spaces())
     try:
         if not 1 <= frame <= movie.frame_count:
             raise RelightInputError(path, f"the node shows movie frame {frame} at this scene frame; the movie has "
                                           f"frames 1-{movie.frame_count}")
-        return movie.read(frame), f"{movie.name}.{frame:0{MOVIE_PADDING}d}"
+        return NodePlate(movie.read(frame), f"{movie.name}.{frame:0{MOVIE_PADDING}d}", movie.label(frame))
     finally:
         movie.close()
 
 
-def read_file_frame(path: Path, colorspace: str) -> tuple[np.ndarray, str]:
-    """(scene-linear plate, stem) of one frame file, loaded by Blender as a new image (never the node's own image,
-    whose buffer holds whichever frame it showed last) in `colorspace`, then removed."""
+def read_file_frame(path: Path, colorspace: str) -> NodePlate:
+    """One frame file, loaded by Blender as a new image (never the node's own image, whose buffer holds whichever
+    frame it showed last) in `colorspace`, then removed."""
     try:
         image = bpy.data.images.load(os.fspath(path), check_existing=False)
     except RuntimeError as exc:
         raise RelightInputError(path, f"Blender cannot read this image ({exc})") from exc
     image.colorspace_settings.name = colorspace
     try:
-        return image_to_array(image), path.stem
+        return NodePlate(image_to_array(image), path.stem, os.fspath(path))
     finally:
         bpy.data.images.remove(image)
 
 
 def read_node_plate(node: "bpy.types.Node", scene_frame: int) -> tuple[np.ndarray, str]:
     """(plate, output stem) of an Image or Movie Clip node at scene frame `scene_frame`."""
+    return node_plate(node, scene_frame)[:2]
+
+
+def node_plate(node: "bpy.types.Node", scene_frame: int) -> NodePlate:
+    """The plate of an Image or Movie Clip node at scene frame `scene_frame`."""
     if node.type == "IMAGE":
         image = node.image
         if image.source not in {"SEQUENCE", "MOVIE"}:
-            return image_to_array(image), Path(image.filepath or image.name).stem or "plate"
+            return NodePlate(image_to_array(image), Path(image.filepath or image.name).stem or "plate",
+                             image_label(image))
         path = image_label(image)
         number = image_user_frame(scene_frame, node.frame_start, node.frame_offset, node.frame_duration,
                                   node.use_cyclic)
@@ -115,11 +128,16 @@ def _frame_file(path: str, number: int, scene_frame: int) -> Path:
     return frame_path
 
 
-def relight_to_exr(plate, lighting, settings: RelightSettings, exr_path: Path, progress):
+def relight_to_exr(plate: NodePlate, lighting, settings: RelightSettings, exr_path: Path, progress):
     """Worker-thread part: run the pipeline, write the EXR, return the backdrop the composite used."""
-    height, width = plate.shape[:2]
-    result = relight(plate, lighting.environment, settings, lighting.background,
-                     lambda stage, fraction: progress(f"frame 1/1 {stage}", fraction))
+    height, width = plate.pixels.shape[:2]
+    try:
+        result = relight(plate.pixels, lighting.environment, settings, lighting.background,
+                         lambda stage, fraction: progress(f"frame 1/1 {stage}", fraction))
+    except RelightInputError as exc:
+        if exc.path is None:  # stage errors (no person found) know the problem, not the file
+            raise RelightInputError(plate.label, exc.problem) from exc
+        raise
     write_passes(exr_path, result.passes)
     if lighting.background is not None:
         return fit_background(lighting.background, height, width)
@@ -181,17 +199,18 @@ class PORTRAIT_RELIGHT_OT_compositor_relight(ShotOperator, bpy.types.Operator):
         scene = context.scene
         try:
             source = plate_node(compositor_tree(scene))
-            plate, stem = read_node_plate(source, scene.frame_current)
-            height, width = plate.shape[:2]
+            plate = node_plate(source, scene.frame_current)
+            height, width = plate.pixels.shape[:2]
             values = shot_values(scene, self)
             lighting = resolve_shot_lighting(values, scene, width, height)
             settings = relight_settings(context, values, lighting.fov_deg)
             out_dir = Path(output_folder(values))
             check_output_folder(out_dir)
-            exr_path = out_dir / f"{stem}.exr"
+            exr_path = out_dir / f"{plate.stem}.exr"
             scene_name, source_name = scene.name, source.name
 
             def work(progress):
+                jobs.prepare_matting(progress)
                 backdrop = relight_to_exr(plate, lighting, settings, exr_path, progress)
                 progress.frame_done(f"frame 1/1 relit -> {os.fspath(exr_path)}")
                 return backdrop
@@ -204,8 +223,7 @@ class PORTRAIT_RELIGHT_OT_compositor_relight(ShotOperator, bpy.types.Operator):
         except RelightInputError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"relighting {stem}"
-                              f" -> {os.fspath(exr_path)}")
+        self.report({"INFO"}, f"relighting {plate.stem} -> {os.fspath(exr_path)}")
         return {"FINISHED"}
 
 

@@ -46,6 +46,17 @@ def image_label(image: "bpy.types.Image") -> str:
     return f"image '{image.name}'"
 
 
+def loaded_size(image: "bpy.types.Image") -> tuple[int, int]:
+    """(width, height) of an image Blender could load; a missing or unreadable file raises, naming it."""
+    width, height = image.size  # reading the size loads the file; (0, 0) means Blender could not read it
+    if width and height:
+        return width, height
+    label = image_label(image)
+    if image.packed_file is None and image.filepath and not os.path.isfile(label):
+        raise RelightInputError(label, "file not found")
+    raise RelightInputError(label, "Blender could not load this image (empty, corrupt or unsupported)")
+
+
 def decode_to_linear(encoded: np.ndarray, colorspace: str, is_float: bool, label: str) -> np.ndarray:
     """Encoded RGB values in `colorspace` -> scene-linear Rec.709.
 
@@ -55,12 +66,12 @@ def decode_to_linear(encoded: np.ndarray, colorspace: str, is_float: bool, label
     return blender_color_spaces().to_scene_linear(encoded, colorspace, label)
 
 
-def image_to_array(image: "bpy.types.Image", with_alpha: bool = False):
-    """A Blender Image -> (H, W, 3) float32 scene-linear, row 0 = top; with_alpha also returns (H, W) alpha."""
+def image_to_array(image: "bpy.types.Image", with_alpha: bool = False, require_finite: bool = True):
+    """A Blender Image -> (H, W, 3) float32 scene-linear, row 0 = top; with_alpha also returns (H, W) alpha.
+
+    require_finite=False leaves NaN/Inf to the caller (a world's light is checked like an HDRI file instead)."""
     label = image_label(image)
-    width, height = image.size  # reading the size loads the file; (0, 0) means Blender could not read it
-    if width == 0 or height == 0:
-        raise RelightInputError(label, "Blender could not load this image (missing, empty or unsupported)")
+    width, height = loaded_size(image)
     channels = image.channels
     flat = np.empty(width * height * channels, np.float32)
     image.pixels.foreach_get(flat)
@@ -70,7 +81,7 @@ def image_to_array(image: "bpy.types.Image", with_alpha: bool = False):
     else:
         rgb = np.repeat(pixels[..., :1], 3, axis=-1)
     rgb = decode_to_linear(rgb, image.colorspace_settings.name, image.is_float, label)
-    if not np.isfinite(rgb).all():
+    if require_finite and not np.isfinite(rgb).all():
         raise RelightInputError(label, "image contains NaN or infinite values")
     if not with_alpha:
         return rgb

@@ -19,15 +19,18 @@ in a worker thread) and `apply(result)` (bpy, from a `bpy.app.timers` callback o
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import bpy
 
-from ..inference.errors import Cancelled, RelightInputError
+from ..inference.errors import Cancelled, RelightInputError, describe_exception
 
 POLL_SECONDS = 0.25
 PROGRESS_STEPS = 1000  # the progress bar's range: fractions are shown to 0.1 %
@@ -93,7 +96,7 @@ class Job:
             self.error = str(exc)
         except Exception as exc:  # keep the UI alive; the traceback goes to the console for bug reports
             traceback.print_exc()
-            self.error = f"{exc.__class__.__name__}: {exc}"
+            self.error = describe_exception(exc)  # one line: the popup and status show one
         finally:
             self._done.set()
 
@@ -169,12 +172,43 @@ class Job:
                 _report(wm, str(exc), "ERROR")
             except Exception as exc:  # a bug in apply must not kill Blender's timer loop
                 traceback.print_exc()
-                _report(wm, f"{exc.__class__.__name__}: {exc}", "ERROR")
+                _report(wm, describe_exception(exc), "ERROR")
         return None
+
+
+@contextmanager
+def undone_on_error(paths: Iterable[Path]) -> Iterator[None]:
+    """Work that writes `paths` (files, or folders only it writes into): those that do not exist yet are removed
+    again when the work fails, so a failed job leaves nothing behind. Not when it is cancelled: its complete files
+    are what a re-run resumes from."""
+    new = [path for path in paths if not path.exists()]
+    try:
+        yield
+    except Cancelled:
+        raise
+    except Exception:
+        for path in new:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise
 
 
 # --------------------------------------------------------------------------------------------------- running
 _jobs: list[Job] = []
+
+
+def prepare_matting(progress: Progress) -> None:
+    """Before a relight job's matting: on an install's first use pymatting compiles its kernels (1-2 minutes),
+    shown as the job's stage instead of a bar frozen at 0 % (the extension starts this at enable, see
+    preferences.warm_matting_kernels, so usually it is done or under way by the first click)."""
+    from ..inference.stages import matting_kernels
+
+    matting_kernels.prepare(lambda _message: progress(KERNELS_STAGE, 0.0))
+
+
+KERNELS_STAGE = "compiling matting kernels (first use only, 1-2 min)"
 
 
 def running_jobs() -> list[Job]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import threading
 from pathlib import Path
 
 import bpy
@@ -194,11 +195,25 @@ def _check_on_load() -> None:
             print(f"Portrait Relight: {message}")
 
 
+def warm_matting_kernels() -> threading.Thread | None:
+    """On an install's first enable, compile pymatting's kernels in the background (1-2 minutes, once), so the
+    first relight does not wait for them; None when they are compiled already."""
+    from ..inference.stages import matting_kernels
+
+    if matting_kernels.compiled():
+        return None
+    print(f"Portrait Relight: {matting_kernels.FIRST_COMPILE.format(cache=os.environ.get('NUMBA_CACHE_DIR'))}")
+    thread = threading.Thread(target=matting_kernels.prepare, name="Portrait Relight kernels", daemon=True)
+    thread.start()
+    return thread
+
+
 def register():
     bpy.utils.register_class(PortraitRelightPreferences)
     apply_numba_cache(addon_preferences())
     if not bpy.app.background:
         bpy.app.timers.register(_check_on_load, first_interval=1.0)
+        warm_matting_kernels()
 
 
 def unregister():

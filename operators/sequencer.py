@@ -32,7 +32,7 @@ from ..inference.shots.runner import FrameEvent, ShotFrame, file_frames, relight
 from ..inference.shots.sources import Movie
 from ..inference.shots.timeline import visible_source_frames
 from . import jobs
-from .image_utils import blender_color_spaces
+from .image_utils import blender_color_spaces, loaded_size
 from .lighting import output_folder, resolve_shot_lighting
 from .shot_import import add_shot_node, free_channel
 from .shot_settings import ShotOperator, relight_settings, shot_values
@@ -145,7 +145,8 @@ class PORTRAIT_RELIGHT_OT_sequencer_relight(ShotOperator, bpy.types.Operator):
         try:
             strip = active_strip(scene)
             values = shot_values(scene, self)
-            out_dir = Path(output_folder(values)) / strip.name
+            shot_folder = Path(output_folder(values))
+            out_dir = shot_folder / strip.name
             frames, order, movie = strip_sources(strip, scene, out_dir)
             try:
                 if movie is not None:
@@ -154,6 +155,7 @@ class PORTRAIT_RELIGHT_OT_sequencer_relight(ShotOperator, bpy.types.Operator):
                     width, height = _frame_size(Path(frames[0].label))
                 lighting = resolve_shot_lighting(values, scene, width, height)
                 settings = relight_settings(context, values, lighting.fov_deg)
+                check_output_folder(shot_folder)  # a file in its place is named, not just the sub-folder failing
                 check_output_folder(out_dir)
             except RelightInputError:
                 if movie is not None:
@@ -163,6 +165,7 @@ class PORTRAIT_RELIGHT_OT_sequencer_relight(ShotOperator, bpy.types.Operator):
 
             def work(progress):
                 try:
+                    jobs.prepare_matting(progress)
                     relit = relight_strip_frames(frames, out_dir, lighting, settings, progress)
                 finally:
                     if movie is not None:
@@ -187,12 +190,9 @@ def _frame_size(path: Path) -> tuple[int, int]:
     """(width, height) of a frame without decoding it all twice: Blender reads the header."""
     image = bpy.data.images.load(str(path), check_existing=False)
     try:
-        width, height = image.size
+        return loaded_size(image)
     finally:
         bpy.data.images.remove(image)
-    if not width or not height:
-        raise RelightInputError(path, "Blender cannot read this frame")
-    return width, height
 
 
 def menu_entry(self, _context):

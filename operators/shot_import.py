@@ -17,8 +17,9 @@ from pathlib import Path
 import bpy
 
 from ..inference.errors import RelightInputError
+from ..inference.io.card_passes import exr_size
 from ..inference.shots.frames import format_frames, sequence_frames
-from ..inference.shots.outputs import write_pass_files
+from ..inference.shots.outputs import pass_file, write_pass_files
 from . import jobs
 from .blender_compat import compositor_tree
 
@@ -36,6 +37,7 @@ def shot_frames(path: Path) -> list[tuple[int, Path]]:
     if missing:
         raise RelightInputError(path, f"the shot is missing frames {format_frames(missing)} (a render still "
                                       "running or failed?); relight them first")
+    exr_size(frames[0][1])  # not an EXR at all fails here, before anything is added (a header read: cheap)
     return frames if len(frames) > 1 else [(1, path)]
 
 
@@ -117,13 +119,19 @@ class PORTRAIT_RELIGHT_OT_load_relit_shot(bpy.types.Operator):
         scene_name, pass_name = context.scene.name, self.strip_pass
         try:
             frames = shot_frames(Path(bpy.path.abspath(self.filepath)))
-            add_shot_node(context.scene, frames)
-            if self.add_strip:
+            if not self.add_strip:
+                add_shot_node(context.scene, frames)
+            else:
                 def work(progress):
-                    return write_pass_files([path for _, path in frames], pass_name, progress)
+                    sources = [path for _, path in frames]
+                    # a frame that is no relit EXR fails the load: the pass files of the frames before it go too
+                    with jobs.undone_on_error([pass_file(path, pass_name) for path in sources]):
+                        return write_pass_files(sources, pass_name, progress)
 
-                def apply(pass_files):
-                    add_shot_strip(bpy.data.scenes[scene_name], frames, pass_files, pass_name)
+                def apply(pass_files):  # node and strip together, once every frame proved a relit EXR
+                    target = bpy.data.scenes[scene_name]
+                    add_shot_node(target, frames)
+                    add_shot_strip(target, frames, pass_files, pass_name)
 
                 jobs.start("Portrait Relight: load shot", work, apply)
         except RelightInputError as exc:

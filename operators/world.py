@@ -15,6 +15,7 @@ import bpy
 import numpy as np
 
 from ..inference.errors import RelightInputError
+from ..inference.io.imageio import usable_light
 from ..inference.lighting.environment import Environment
 from .blender_compat import world_node_tree
 from .image_utils import image_label, image_to_array
@@ -26,8 +27,9 @@ class WorldLighting:
     fov_deg: float  # camera field of view across the larger dimension of the image it is used for
 
 
-def _blend_label(scene: "bpy.types.Scene") -> str:
-    return bpy.data.filepath or f"scene '{scene.name}'"
+def _blend_label() -> str:
+    """What the world's problems are reported against: the .blend file."""
+    return bpy.data.filepath or "unsaved .blend"
 
 
 def _linked_from(socket: "bpy.types.NodeSocket"):
@@ -101,7 +103,7 @@ def world_lighting(scene: "bpy.types.Scene", width: int | None = None, height: i
     """The scene's world HDRI oriented into its active camera's frame, plus that camera's FOV.
 
     width/height: size of the image the lighting is for (default: the scene's render size)."""
-    label = _blend_label(scene)
+    label = _blend_label()
     world = scene.world
     if world is None:
         raise RelightInputError(label, f"scene '{scene.name}' has no world")
@@ -110,10 +112,14 @@ def world_lighting(scene: "bpy.types.Scene", width: int | None = None, height: i
         raise RelightInputError(label, f"the Environment Texture of world '{world.name}' has no image")
     if texture.projection != "EQUIRECTANGULAR":
         raise RelightInputError(label, f"world '{world.name}': only equirectangular environment maps are supported")
-    radiance = image_to_array(texture.image)
+    hdri_label = image_label(texture.image)
+    radiance = image_to_array(texture.image, require_finite=False)  # usable_light names NaN/Inf as an HDRI's
     h, w = radiance.shape[:2]
     if w != 2 * h:
-        raise RelightInputError(image_label(texture.image), f"HDRI is {w}x{h}, not 2:1 equirectangular")
+        raise RelightInputError(hdri_label, f"HDRI is {w}x{h}, not an equirectangular 2:1 panorama")
+    radiance = usable_light(hdri_label, radiance)  # the same checks as an HDRI file given on its own
+    if strength <= 0.0:
+        raise RelightInputError(label, f"world '{world.name}' has Background strength {strength:g}: no light")
     camera = scene.camera
     if camera is None or camera.type != "CAMERA":
         raise RelightInputError(label, f"scene '{scene.name}' has no active camera")
@@ -134,7 +140,9 @@ def world_lighting_from_blend(path: str, width: int, height: int) -> WorldLighti
     if not os.path.isfile(path):
         raise RelightInputError(path, "file not found")
     try:
-        bpy.ops.wm.open_mainfile(filepath=os.path.abspath(path), load_ui=False)
+        # use_scripts=False whatever the preferences say: a .blend from elsewhere must not run its registered text
+        # blocks or Python drivers here (only Blender's restricted simple expressions are evaluated).
+        bpy.ops.wm.open_mainfile(filepath=os.path.abspath(path), load_ui=False, use_scripts=False)
     except RuntimeError as exc:
         raise RelightInputError(path, f"not a readable .blend file ({str(exc).strip().splitlines()[-1]})") from exc
     return world_lighting(bpy.context.scene, width, height)

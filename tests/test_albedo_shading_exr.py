@@ -7,7 +7,7 @@ import pytest
 
 from portrait_relight.inference.io import exr
 from portrait_relight.inference.lighting.camera import camera_rays
-from portrait_relight.inference.stages import albedo, shading
+from portrait_relight.inference.stages import albedo, lightmaps, shading
 
 
 def sphere(size: int = 96):
@@ -70,8 +70,10 @@ def test_shade_and_composite_formulas():
     weights = rng.random((h, w, 4), np.float32) * 0.1
     alpha = rng.random((h, w), np.float32)
     alpha[0, 0] = 0.0
-    result = shading.shade(alb, diffuse, specular_maps, weights, alpha)
     spec = sum(weights[..., k : k + 1] * specular_maps[k] for k in range(4))
+    blended = lightmaps.blend_lobes(specular_maps, weights)
+    np.testing.assert_allclose(blended, spec, rtol=1e-6, atol=1e-7)
+    result = shading.shade(alb, diffuse, blended, alpha)
     assert np.allclose(result.specular[1:, 1:], spec[1:, 1:], atol=1e-5)
     assert np.allclose(result.relit[2, 3, :3], alb[2, 3] * diffuse[2, 3] + spec[2, 3], atol=1e-5)
     assert np.allclose(result.relit[..., 3], alpha) and np.all(result.relit[0, 0, :3] == 0)

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pytest
+from operator_registry import registered
 
 bpy = pytest.importorskip("bpy")
 
@@ -28,10 +29,9 @@ DISTANCE = 4.0
 
 
 @pytest.fixture(scope="module", autouse=True)
-def registered():
-    card_module.register()
-    yield
-    card_module.unregister()
+def operators_registered():
+    with registered(card_module):
+        yield
 
 
 def sphere_passes(albedo: float = 0.6, radius: float = RADIUS) -> dict[str, np.ndarray]:

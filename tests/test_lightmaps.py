@@ -182,3 +182,24 @@ def test_mask_zeroes_outside_and_keeps_inside():
     np.testing.assert_allclose(masked.diffuse[mask], full.diffuse[mask], rtol=1e-6)
     np.testing.assert_allclose(masked.specular[:, mask], full.specular[:, mask], rtol=1e-6)
     assert masked.diffuse.shape == (12, 16, 3) and masked.specular.shape == (4, 12, 16, 3)
+
+
+def test_lobe_weights_blend_chunk_by_chunk_like_the_full_maps():
+    """light_maps with lobe weights returns blend_lobes of the four maps it would have returned (the product path,
+    which never holds the four full-size maps), over several chunks and with a mask."""
+    env = Environment.centred(patch_environment(np.array([1.0, 0.0, 0.0]), h=64))
+    pre = lightmaps.prefilter(env)
+    rng = np.random.default_rng(5)
+    h, w = 300, 500  # > 2 chunks of lightmaps._CHUNK pixels
+    n = random_units(rng, h * w).reshape(h, w, 3).astype(np.float32)
+    rays = random_units(rng, h * w).reshape(h, w, 3).astype(np.float32)
+    weights = rng.random((h, w, 4), np.float32)
+    mask = rng.random((h, w)) > 0.3
+    full = lightmaps.light_maps(pre, n, rays, mask)
+    blended = lightmaps.light_maps(pre, n, rays, mask, lobe_weights=weights)
+    assert blended.specular.shape == (h, w, 3)
+    np.testing.assert_array_equal(blended.diffuse, full.diffuse)
+    expected = sum(weights[..., k, None] * full.specular[k] for k in range(4))
+    np.testing.assert_allclose(blended.specular, expected, rtol=1e-5, atol=1e-7)
+    assert np.all(blended.specular[~mask] == 0)
+

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from operator_registry import registered
 
 bpy = pytest.importorskip("bpy")
 
@@ -18,12 +19,9 @@ MODULES = (jobs, shot_settings, compositor, sequencer, panels)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def registered():
-    for module in MODULES:
-        module.register()
-    yield
-    for module in reversed(MODULES):
-        module.unregister()
+def operators_registered():
+    with registered(*MODULES):
+        yield
 
 
 def city_hdri() -> str:

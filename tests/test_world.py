@@ -127,3 +127,45 @@ def test_world_without_environment_texture_names_the_world():
     scene.world = bpy.data.worlds.new("Plain Grey")
     with pytest.raises(RelightInputError, match="Plain Grey.*no Environment Texture"):
         world_module.world_lighting(scene)
+
+
+def world_on_generated_image(fill: float, strength: float):
+    """An empty scene with a camera and a world whose Environment Texture is a 2:1 float image filled with `fill`."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    scene.world = bpy.data.worlds.new("Sky World")
+    tree = scene.world.node_tree
+    background = next(n for n in tree.nodes if n.type == "BACKGROUND")
+    background.inputs["Strength"].default_value = strength
+    image = bpy.data.images.new("Sky", 16, 8, float_buffer=True)
+    image.pixels.foreach_set(np.full(16 * 8 * 4, fill, np.float32))
+    texture = tree.nodes.new("ShaderNodeTexEnvironment")
+    texture.image = image
+    tree.links.new(texture.outputs["Color"], background.inputs["Color"])
+    scene.camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    scene.collection.objects.link(scene.camera)
+    return scene
+
+
+@pytest.mark.parametrize("fill, strength, error", [
+    (0.0, 1.0, "image 'Sky': HDRI has no positive light"),
+    (np.inf, 1.0, "image 'Sky': HDRI contains NaN or Inf values"),
+    (np.nan, 1.0, "image 'Sky': HDRI contains NaN or Inf values"),
+    (-1.0, 1.0, "image 'Sky': HDRI has no positive light"),
+    (1.0, 0.0, "unsaved .blend: world 'Sky World' has Background strength 0: no light"),
+])
+def test_world_light_is_checked_like_an_hdri_file(fill, strength, error):
+    scene = world_on_generated_image(fill, strength)
+    with pytest.raises(RelightInputError) as raised:
+        world_module.world_lighting(scene)
+    assert str(raised.value).startswith(error)
+
+
+def test_world_light_keeps_its_strength_and_clamps_compression_noise():
+    scene = world_on_generated_image(0.5, 2.0)
+    image = scene.world.node_tree.nodes["Environment Texture"].image
+    pixels = np.full((8, 16, 4), 0.5, np.float32)
+    pixels[0, 0, :3] = -1e-4  # what lossy EXR compression leaves around black: noise, not negative light
+    image.pixels.foreach_set(pixels.ravel())
+    radiance = world_module.world_lighting(scene).environment.radiance
+    assert radiance.min() == 0.0 and radiance.max() == pytest.approx(1.0)

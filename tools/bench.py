@@ -28,15 +28,17 @@ def bundled_world_hdri(name: str = "forest.exr") -> Path:
     return Path(bpy.utils.system_resource("DATAFILES", path="studiolights/world")) / name
 
 
-def plate_1080p():
+def portrait_plate(height: int = 1080, width: int = 1920):
+    """The astronaut scaled to `height` px high and widened to `width` by edge replication, scene-linear."""
     import numpy as np
     import skimage.data
 
     from portrait_relight.inference.io.imageio import srgb_to_linear
     from portrait_relight.inference.resample import resize
 
-    face = resize(srgb_to_linear(skimage.data.astronaut() / 255.0), 1080, 1080)
-    return np.pad(face, ((0, 0), (420, 420), (0, 0)), mode="edge")
+    face = resize(srgb_to_linear(skimage.data.astronaut() / 255.0), height, height)
+    left = (width - height) // 2
+    return np.pad(face, ((0, 0), (left, width - height - left), (0, 0)), mode="edge")
 
 
 def main() -> int:
@@ -55,7 +57,7 @@ def main() -> int:
     from portrait_relight.inference.settings import RelightSettings
     from portrait_relight.inference.stages import lightmaps, matting
 
-    plate = plate_1080p()
+    plate = portrait_plate()
     environment = Environment.centred(read_hdri(args.hdri or bundled_world_hdri()))
     settings = RelightSettings()
     pipeline.relight(plate, environment, settings)  # warm-up: model loading, numba, caches

@@ -37,11 +37,11 @@ DRIFT_PX = 6
 def write_shot(folder: Path, count: int, source: str) -> Path:
     """The bench plate drifting sideways, as `shot.####.png` (16-bit) or `shot.mp4`; returns the ./relight input."""
     import numpy as np
-    from bench import plate_1080p
+    from bench import portrait_plate
 
     from portrait_relight.inference.io.imageio import linear_to_srgb
 
-    base = linear_to_srgb(np.clip(plate_1080p(), 0.0, 1.0))
+    base = linear_to_srgb(np.clip(portrait_plate(), 0.0, 1.0))
     frames = [np.roll(base, DRIFT_PX * (i - count // 2), axis=1) for i in range(count)]
     folder.mkdir(parents=True, exist_ok=True)
     if source == "sequence":

@@ -41,7 +41,7 @@ function framesOf(result) {
     });
 }
 
-const HEAD = ["blender", "-b", "-y", BASE.blendfile, "-c", "portrait_relight", BASE.plate, "--out", BASE.output_dir];
+const HEAD = ["blender", "-b", "-y", "--disable-autoexec", BASE.blendfile, "-c", "portrait_relight", BASE.plate, "--out", BASE.output_dir];
 
 test("loads like the Manager: name from file, label, compileJob", () => {
     const loaded = stub.loadJobType(SCRIPT);
@@ -154,7 +154,7 @@ test("raw blender-render parameters: Manager variables left for the Worker to ex
     assert.deepEqual(tasks[0].commands[0].parameters, {
         exe: "{blender}",
         exeArgs: "{blenderArgs}",
-        argsBefore: [],
+        argsBefore: ["--disable-autoexec"],
         blendfile: BASE.blendfile,
         args: ["-c", "portrait_relight", BASE.plate, "--out", BASE.output_dir,
                "--world-blend", BASE.blendfile, "--frames", "1-4"],
@@ -162,15 +162,15 @@ test("raw blender-render parameters: Manager variables left for the Worker to ex
     // A site with other Blender flags or a Windows path with spaces: still one argument each, no shell.
     const argv = stub.blenderRenderArgv(tasks[0].commands[0],
         { blender: "C:\\Program Files\\Blender Foundation\\Blender 5.0\\blender.exe", blenderArgs: "-b -y --debug-cycles" });
-    assert.deepEqual(argv.slice(0, 5), ["C:\\Program Files\\Blender Foundation\\Blender 5.0\\blender.exe",
-                                        "-b", "-y", "--debug-cycles", BASE.blendfile]);
+    assert.deepEqual(argv.slice(0, 6), ["C:\\Program Files\\Blender Foundation\\Blender 5.0\\blender.exe",
+                                        "-b", "-y", "--debug-cycles", "--disable-autoexec", BASE.blendfile]);
 });
 
 test("only the required settings: defaults apply (world lighting, chunks of 24)", () => {
     const result = stub.compile(SCRIPT, { blendfile: "/b.blend", plate: "/p.mov", output_dir: "/o", frames: "1-30" });
     assert.deepEqual(framesOf(result), ["1-24", "25-30"]);
     assert.deepEqual(stub.blenderRenderArgv(result.tasks[0].commands[0]),
-        ["blender", "-b", "-y", "/b.blend", "-c", "portrait_relight", "/p.mov", "--out", "/o",
+        ["blender", "-b", "-y", "--disable-autoexec", "/b.blend", "-c", "portrait_relight", "/p.mov", "--out", "/o",
          "--world-blend", "/b.blend", "--frames", "1-24"]);
 });
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RelightInputError
-from .imageio import linear_to_srgb, read_plate, srgb_to_linear
+from .imageio import MIN_IMAGE_SIDE, linear_to_srgb, read_plate, srgb_to_linear
 
 SCENE_LINEAR_ROLE = "scene_linear"
 # Built in (no OCIO config needed): names Blender's configs give these two spaces, aliases included.
@@ -183,12 +183,13 @@ def encoded_to_linear(encoded: np.ndarray, colorspace: str | None, spaces: Color
     return np.maximum(spaces.to_scene_linear(encoded, colorspace, label), 0.0)
 
 
-def read_plate_in(path: str | os.PathLike, colorspace: str | None = None,
-                  spaces: ColorSpaces | None = None) -> np.ndarray:
-    """read_plate, with the file's values taken as encoded in `colorspace` (None: read_plate's own choice, sRGB for
-    8/16-bit files, linear for float files). Scene-linear float32, clamped at 0 like read_plate."""
+def read_plate_in(path: str | os.PathLike, colorspace: str | None = None, spaces: ColorSpaces | None = None,
+                  min_side: int = MIN_IMAGE_SIDE) -> np.ndarray:
+    """read_plate (and its `min_side`), with the file's values taken as encoded in `colorspace` (None: read_plate's
+    own choice, sRGB for 8/16-bit files, linear for float files). Scene-linear float32, clamped at 0 like
+    read_plate."""
     path = Path(path)
-    plate = read_plate(path)
+    plate = read_plate(path, min_side)
     spaces = resolve_spaces(colorspace, spaces)
     if spaces is None:
         return plate

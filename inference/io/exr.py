@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RelightInputError
-from .imageio import atomic_target, commit_atomic
+from .imageio import atomic_target, commit_atomic, write_failure
 
 DEFAULT_LAYER = "relight"
 
@@ -43,10 +43,12 @@ def _planes(name: str, pixels: np.ndarray, expected: int) -> list[np.ndarray]:
 
 def write_passes(path: str | os.PathLike, passes: dict[str, np.ndarray], layer: str = DEFAULT_LAYER,
                  metadata: dict[str, str] | None = None, pass_channels: dict[str, tuple[str, ...]] = PASS_CHANNELS,
-                 full_precision: set[str] | frozenset[str] = FULL_PRECISION_PASSES) -> Path:
+                 full_precision: set[str] | frozenset[str] = FULL_PRECISION_PASSES, consume: bool = False) -> Path:
     """Write the passes of `pass_channels` present in `passes` to one multilayer EXR, atomically (temp + rename).
 
-    Passes named in `full_precision` are stored as 32-bit float, the others as half."""
+    Passes named in `full_precision` are stored as 32-bit float, the others as half. With `consume`, each pass
+    is removed from `passes` as soon as its channels are copied out, so a frame's float32 passes and the EXR's
+    planes are never all held at once (memory on 4K/8K plates)."""
     import OpenEXR
 
     path = Path(path)
@@ -55,8 +57,10 @@ def write_passes(path: str | os.PathLike, passes: dict[str, np.ndarray], layer: 
         if name not in passes:
             continue
         dtype = np.float32 if name in full_precision else np.float16
-        for suffix, plane in zip(suffixes, _planes(name, np.asarray(passes[name]), len(suffixes))):
+        pixels = passes.pop(name) if consume else passes[name]
+        for suffix, plane in zip(suffixes, _planes(name, np.asarray(pixels), len(suffixes))):
             channels[f"{layer}.{name}.{suffix}"] = np.ascontiguousarray(plane, dtype=dtype)
+        del pixels
     if not channels:
         raise ValueError("no known passes to write")
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
@@ -72,6 +76,8 @@ def write_passes(path: str | os.PathLike, passes: dict[str, np.ndarray], layer: 
         with OpenEXR.File(header, channels) as exr:
             exr.write(str(temp))
         commit_atomic(temp, path)
+    except (OSError, RuntimeError) as exc:  # OpenEXR reports a failed write (disk full...) as RuntimeError
+        raise RelightInputError(path, f"cannot write the EXR ({write_failure(exc)}); nothing was written") from exc
     finally:
         if temp.exists():
             temp.unlink()

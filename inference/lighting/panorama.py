@@ -52,8 +52,9 @@ def _project_plate(plate: np.ndarray, fov_deg: float, height: int) -> tuple[np.n
     """Plate -> (radiance (height, 2 height, 3), weight (height, 2 height) = 1 inside the frustum, else 0)."""
     ph, pw = plate.shape[:2]
     tx, ty = half_extents(pw, ph, fov_deg)
-    # area-average the plate to about one panorama pixel (pi / height rad) per sample at the image centre
-    factor = int(max(1, np.floor((np.pi / height) / (2.0 * tx / pw))))
+    # area-average the plate to about one panorama pixel (pi / height rad) per sample at the image centre; a very
+    # narrow FOV (the whole plate inside one panorama pixel) keeps at least one sample
+    factor = min(int(max(1, np.floor((np.pi / height) / (2.0 * tx / pw)))), ph, pw)
     small = _box_downsample_plate(plate, factor)
     sh, sw = small.shape[:2]
     d = pixel_directions(height, 2 * height) @ CAMERA_TO_CENTRED_PANORAMA  # rows: q @ M = M^T q = camera dirs

@@ -8,6 +8,7 @@ subject is composited onto.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -31,6 +32,22 @@ class WorldLight(Protocol):
 WorldReader = Callable[[], WorldLight]
 
 
+def fov_problem(fov_deg: float) -> str | None:
+    """Why `fov_deg` is not a usable field of view (a perspective camera's lies strictly between 0 and 180
+    degrees; NaN and infinities are not angles), or None when it is."""
+    if not math.isfinite(fov_deg) or not 0.0 < fov_deg < 180.0:
+        return "the field of view must be more than 0 and less than 180 degrees"
+    return None
+
+
+def rotation_problem(rotation_deg: float) -> str | None:
+    """Why `rotation_deg` is not a usable HDRI rotation (NaN or infinite would turn every light direction into
+    NaN), or None when it is."""
+    if not math.isfinite(rotation_deg):
+        return "the HDRI rotation must be a finite number of degrees"
+    return None
+
+
 @dataclass(frozen=True)
 class Lighting:
     environment: Environment
@@ -46,6 +63,9 @@ def resolve_lighting(hdri: str | None = None, hdri_rotation_deg: float = 0.0, wo
     RelightInputError naming the bad file, or saying which input is missing."""
     if hdri and world is not None:
         raise RelightInputError(None, "an HDRI file and a world exclude each other: choose one lighting source")
+    for problem in (fov_problem(fov_deg) if fov_deg is not None else None, rotation_problem(hdri_rotation_deg)):
+        if problem:
+            raise RelightInputError(None, problem)
     if hdri:
         fov = fov_deg if fov_deg is not None else DEFAULT_FOV_DEG
         return Lighting(Environment.centred(read_hdri(hdri), hdri_rotation_deg), fov, background)

@@ -90,8 +90,11 @@ class ShotSummary:
     def failure_line(self, count: int) -> str:
         """One line for a shot with failed frames: the first failure, how many failed, what to do."""
         first = self.failed[min(self.failed)]
-        return (f"{first} ({len(self.failed)} of {count} frames failed: {format_frames(list(self.failed))}; the "
-                "others are complete, run again to retry)")
+        if count == 1:
+            return first
+        others = "the others are complete, " if len(self.failed) < count else ""
+        return (f"{first} ({len(self.failed)} of {count} frames failed: {format_frames(list(self.failed))}; "
+                f"{others}run again to retry)")
 
 
 def _failure(exc: Exception, label: str) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import RelightInputError, describe_exception
 from ..io.colorspace import encoded_to_linear, read_plate_in, resolve_spaces
-from ..io.imageio import PLATE_SUFFIXES
+from ..io.imageio import MIN_IMAGE_SIDE, PLATE_SUFFIXES, check_image_size, check_input_file
 from .frames import format_frames, split_pattern
 
 if TYPE_CHECKING:
@@ -45,8 +45,9 @@ class ImageSequence:
     frame_size: tuple[int, int] | None = None  # unknown until a frame is read
 
     def __init__(self, pattern: str | os.PathLike, colorspace: str | None = None,
-                 spaces: ColorSpaces | None = None):
+                 spaces: ColorSpaces | None = None, min_side: int = MIN_IMAGE_SIDE):
         self.colorspace = colorspace
+        self.min_side = min_side  # smallest short side a frame may have (io.imageio.MIN_PLATE_SIDE to relight it)
         self.spaces = resolve_spaces(colorspace, spaces, pattern)
         self.pattern = Path(pattern)
         numbered = split_pattern(self.pattern.name)
@@ -82,7 +83,7 @@ class ImageSequence:
         return sorted(frames)
 
     def read(self, frame: int) -> np.ndarray:
-        return read_plate_in(self.path(frame), self.colorspace, self.spaces)
+        return read_plate_in(self.path(frame), self.colorspace, self.spaces, self.min_side)
 
     def close(self) -> None:
         pass
@@ -94,21 +95,22 @@ class Movie:
 
     padding = MOVIE_PADDING
 
-    def __init__(self, path: str | os.PathLike, colorspace: str | None = None, spaces: ColorSpaces | None = None):
+    def __init__(self, path: str | os.PathLike, colorspace: str | None = None, spaces: ColorSpaces | None = None,
+                 min_side: int = MIN_IMAGE_SIDE):
         self.colorspace = colorspace
         self.spaces = resolve_spaces(colorspace, spaces, path)
         self.path = Path(path)
         self.name = self.path.stem
-        if not self.path.is_file():
-            raise RelightInputError(self.path, "file does not exist" if not self.path.exists() else "is not a file")
+        check_input_file(self.path)
         with self._open() as container:
             stream = self._video_stream(container)
             self.frame_size = (stream.codec_context.height, stream.codec_context.width)
             count = stream.frames
             if count <= 0:  # containers such as Matroska do not store it: count the packets (no decoding)
                 count = sum(1 for packet in container.demux(stream) if packet.size)
-        if count <= 0 or min(self.frame_size) < 2:
+        if count <= 0 or min(self.frame_size) <= 0:
             raise RelightInputError(self.path, "the movie has no video frames")
+        check_image_size(self.path, self.frame_size[1], self.frame_size[0], min_side, "video")
         self.frame_count = count
         self._container = None
         self._frames: Iterator | None = None
@@ -189,10 +191,12 @@ def decoded_to_encoded(frame) -> np.ndarray:
     return np.ascontiguousarray(pixels.astype(np.float32) / scale)
 
 
-def open_shot(path: str | os.PathLike, colorspace: str | None = None,
-              spaces: ColorSpaces | None = None) -> ImageSequence | Movie:
+def open_shot(path: str | os.PathLike, colorspace: str | None = None, spaces: ColorSpaces | None = None,
+              min_side: int = MIN_IMAGE_SIDE) -> ImageSequence | Movie:
+    """The image sequence or movie `path` names; frames (a movie's size, checked here) must be at least `min_side`
+    px on the short side and at most io.imageio.MAX_IMAGE_SIDE on the long side."""
     kind = ImageSequence if is_sequence_pattern(path) else Movie
-    return kind(path, colorspace, spaces)
+    return kind(path, colorspace, spaces, min_side)
 
 
 def select_frames(shot: ImageSequence | Movie, frames: list[int] | None) -> list[int]:

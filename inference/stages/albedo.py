@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .blocks import row_blocks
+
 SH_BANDS = 9
 MAX_FIT_PIXELS = 40000
 RIDGE = 1e-5  # keeps coefficients of directions the visible normals never face from blowing up
@@ -27,7 +29,7 @@ LUMINANCE_WEIGHTS = np.array([0.2126, 0.7152, 0.0722], np.float32)  # Rec.709
 @dataclass(frozen=True)
 class AlbedoResult:
     albedo: np.ndarray  # (H, W, 3) float32 in [0, 1]
-    shading: np.ndarray  # (H, W, 3) float32 source shading S(n), normalised as described above
+    shading: np.ndarray  # (H, W) float32 source shading S(n) (white light), normalised as described above
     sh_coefficients: np.ndarray  # (9, 1) float32 luminance shading, real SH basis of sh_basis()
 
 
@@ -74,27 +76,32 @@ def estimate_albedo(image_linear: np.ndarray, normals: np.ndarray, alpha: np.nda
         inside &= fit_weight > 0.5
     # Shading is fitted to luminance: a per-channel fit would absorb the albedo's own colour (skin tone) into
     # the "light" and return grey albedo. The light is therefore assumed white (plates are white-balanced).
-    luminance = image_linear @ LUMINANCE_WEIGHTS
-    rows, cols = np.nonzero(inside)
-    if rows.size < 50:  # too little of the person to fit anything: treat the lighting as uniform
+    fitted = np.flatnonzero(inside)
+    if fitted.size < 50:  # too little of the person to fit anything: treat the lighting as uniform
         coefficients = np.zeros((SH_BANDS, 1), np.float32)
         coefficients[0] = 1.0 / 0.282095
     else:
-        if rows.size > MAX_FIT_PIXELS:
-            pick = np.random.default_rng(seed).choice(rows.size, MAX_FIT_PIXELS, replace=False)
-            rows, cols = rows[pick], cols[pick]
-        coefficients = fit_sh_shading(normals[rows, cols], luminance[rows, cols, None])
+        if fitted.size > MAX_FIT_PIXELS:
+            fitted = fitted[np.random.default_rng(seed).choice(fitted.size, MAX_FIT_PIXELS, replace=False)]
+        luminance = image_linear.reshape(-1, 3)[fitted] @ LUMINANCE_WEIGHTS
+        coefficients = fit_sh_shading(normals.reshape(-1, 3)[fitted], luminance[:, None])
 
-    shading = sh_basis(normals) @ coefficients
+    shading = np.empty(normals.shape[:2], np.float32)
+    for rows in row_blocks(normals.shape[0]):  # the (rows, W, 9) basis, not a full-size one
+        shading[rows] = (sh_basis(normals[rows]) @ coefficients)[..., 0]
     reference = float(np.median(shading[inside])) if inside.any() else float(np.median(shading))
-    shading = np.repeat(shading / max(reference, 1e-6), 3, axis=-1)
+    shading /= max(reference, 1e-6)
     # Deep shadows carry no albedo information; a floor keeps the division from exploding there.
     floor = 0.15
-    safe = np.maximum(shading, floor)
-    albedo = image_linear / safe
-    # Where the shading hit the floor, borrow the albedo of the neighbourhood instead of amplifying noise.
-    trust = np.clip((shading.mean(axis=-1) - floor) / floor, 0.0, 1.0)[..., None]
-    smooth = np.stack([ndimage.gaussian_filter(albedo[..., c], 4.0) for c in range(3)], axis=-1)
-    albedo = trust * albedo + (1.0 - trust) * smooth
-    albedo = np.clip(albedo, 0.0, 1.0) * (alpha[..., None] > 0)
-    return AlbedoResult(albedo.astype(np.float32), shading.astype(np.float32), coefficients)
+    albedo = (image_linear / np.maximum(shading, floor)[..., None]).astype(np.float32, copy=False)
+    # Where the shading hit the floor, borrow the albedo of the neighbourhood instead of amplifying noise:
+    # albedo = trust * albedo + (1 - trust) * smooth, computed in place as albedo += (1 - trust) * (smooth - albedo).
+    distrust = 1.0 - np.clip((shading - floor) / floor, 0.0, 1.0)
+    for c in range(3):
+        smooth = ndimage.gaussian_filter(albedo[..., c], 4.0)
+        smooth -= albedo[..., c]
+        smooth *= distrust
+        albedo[..., c] += smooth
+    np.clip(albedo, 0.0, 1.0, out=albedo)
+    albedo *= (alpha > 0)[..., None]
+    return AlbedoResult(albedo, shading, coefficients)

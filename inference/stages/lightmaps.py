@@ -79,7 +79,8 @@ class PrefilteredEnvironment:
 
 @dataclass(frozen=True)
 class LightMaps:
-    """diffuse: (H, W, 3) float32; specular: (4, H, W, 3) float32 in PHONG_EXPONENTS order."""
+    """diffuse: (H, W, 3) float32; specular: (4, H, W, 3) float32 in PHONG_EXPONENTS order, or the lobes already
+    blended, (H, W, 3), when light_maps was given lobe weights."""
 
     diffuse: np.ndarray
     specular: np.ndarray
@@ -306,24 +307,33 @@ def _light_groups_diffuse(lights: tuple[LightGroup, ...], q: np.ndarray) -> np.n
     return out
 
 
+def blend_lobes(specular: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """sum_k weights[..., k] * specular[k]: the four Phong maps (4, ..., 3) blended by per-pixel weights (..., 4)."""
+    return np.einsum("k...c,...k->...c", specular, weights).astype(np.float32, copy=False)
+
+
 def light_maps(
     prefiltered: PrefilteredEnvironment,
     normals: np.ndarray,
     view_rays: np.ndarray,
     mask: np.ndarray | None = None,
+    lobe_weights: np.ndarray | None = None,
 ) -> LightMaps:
     """Per-pixel light maps. normals, view_rays: (H, W, 3) camera space (rays from the camera into the scene).
 
     diffuse at n; specular_e at r = 2 (n.v) n - v with v = -ray (surface -> camera). Zero outside `mask`.
+    With `lobe_weights` (H, W, 4), `specular` is blend_lobes of the four maps, computed chunk by chunk so the
+    four full-size maps (48 bytes a pixel: 1.6 GB on an 8K plate) never exist.
     Work is split in cache-sized chunks over a small thread pool (numpy releases the GIL in these kernels).
     """
     h, w = normals.shape[:2]
     k = len(PHONG_EXPONENTS)
     n_all = normals.reshape(-1, 3)
     v_all = view_rays.reshape(-1, 3)
+    w_all = None if lobe_weights is None else lobe_weights.reshape(-1, k)
     idx = np.arange(h * w) if mask is None else np.flatnonzero(np.asarray(mask).reshape(-1))
     diffuse = np.zeros((h * w, 3), np.float32)
-    specular = np.zeros((k, h * w, 3), np.float32)
+    specular = np.zeros((h * w, 3) if w_all is not None else (k, h * w, 3), np.float32)
     rot = prefiltered.cam_to_env.T.astype(np.float32)
     diffuse_map = _wrap_padded(prefiltered.diffuse)
     # e = 1 shares the diffuse kernel: look it up at r together with the three sharper lobes.
@@ -340,7 +350,11 @@ def light_maps(
         s = _bilinear(reflected_maps, r_env)
         s[:, :3] += _light_groups_diffuse(prefiltered.lights, r_env)
         diffuse[chunk] = d
-        specular[:, chunk] = s.reshape(-1, k, 3).transpose(1, 0, 2)
+        lobes = s.reshape(-1, k, 3).transpose(1, 0, 2)
+        if w_all is None:
+            specular[:, chunk] = lobes
+        else:
+            specular[chunk] = blend_lobes(lobes, w_all[chunk])
 
     chunks = [idx[i : i + _CHUNK] for i in range(0, idx.size, _CHUNK)]
     if len(chunks) > 1:
@@ -348,7 +362,7 @@ def light_maps(
             list(pool.map(shade, chunks))
     elif chunks:
         shade(chunks[0])
-    return LightMaps(diffuse.reshape(h, w, 3), specular.reshape(k, h, w, 3))
+    return LightMaps(diffuse.reshape(h, w, 3), specular.reshape((h, w, 3) if w_all is not None else (k, h, w, 3)))
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:

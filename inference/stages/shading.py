@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .blocks import row_blocks
+
 # Blend of the (1, 16, 32, 64) Phong lobes and total specular reflectance, per material.
 SKIN_LOBES = np.array([0.10, 0.30, 0.40, 0.20], np.float32)
 SKIN_REFLECTANCE = 0.045
@@ -26,7 +28,6 @@ GRAZING_BOOST = 3.0  # reflectance multiplier at 90 degrees (Schlick's (1 - cos)
 class ShadingResult:
     relit: np.ndarray  # (H, W, 4) straight RGB (not premultiplied), A = alpha
     specular: np.ndarray  # (H, W, 3) the blended specular term
-    weights: np.ndarray  # (H, W, 4) per-pixel weights of the Phong lobes (1, 16, 32, 64)
 
 
 def skin_likelihood(image_linear: np.ndarray, alpha: np.ndarray, face_mask: np.ndarray | None) -> np.ndarray:
@@ -35,43 +36,57 @@ def skin_likelihood(image_linear: np.ndarray, alpha: np.ndarray, face_mask: np.n
     Without a face, a broad generic skin-chroma prior is used. Chromaticity ignores brightness, so shading and
     skin tone (light or dark) do not matter, only hue.
     """
-    total = image_linear.sum(axis=-1, keepdims=True) + 1e-6
-    chroma = (image_linear / total)[..., :2]
     reference_region = (face_mask > 0.5) & (alpha > 0.9) if face_mask is not None else None
     if reference_region is not None and reference_region.sum() > 200:
-        centre = np.median(chroma[reference_region], axis=0)
+        centre = np.median(_chroma(image_linear[reference_region]), axis=0)
         spread = 0.035
     else:
         centre = np.array([0.45, 0.32], np.float32)  # typical skin r, g chromaticity over all skin tones
         spread = 0.06
-    distance2 = ((chroma - centre) ** 2).sum(axis=-1)
-    likelihood = np.exp(-distance2 / (2 * spread**2))
+    likelihood = np.empty(alpha.shape, np.float32)
+    for rows in row_blocks(alpha.shape[0]):
+        distance2 = ((_chroma(image_linear[rows]) - centre) ** 2).sum(axis=-1)
+        likelihood[rows] = np.exp(-distance2 / (2 * spread**2))
     likelihood = ndimage.gaussian_filter(likelihood, 1.5)
-    return (likelihood * (alpha > 0)).astype(np.float32)
+    likelihood *= alpha > 0
+    return likelihood
+
+
+def _chroma(rgb: np.ndarray) -> np.ndarray:
+    """(r, g) chromaticity, (..., 2)."""
+    return (rgb[..., :2] / (rgb.sum(axis=-1, keepdims=True) + 1e-6)).astype(np.float32, copy=False)
 
 
 def lobe_weights(skin: np.ndarray, normals: np.ndarray, view_rays: np.ndarray,
                  specular_strength: float = 1.0) -> np.ndarray:
     """(H, W, 4) per-pixel weights w_k of the Phong lobes."""
-    skin = skin[..., None]
-    reflectance = skin * SKIN_REFLECTANCE + (1 - skin) * OTHER_REFLECTANCE
-    mix = skin * SKIN_LOBES + (1 - skin) * OTHER_LOBES
-    cos_view = np.clip(-(normals * view_rays).sum(axis=-1, keepdims=True), 0.0, 1.0)
-    fresnel = 1.0 + (GRAZING_BOOST - 1.0) * (1.0 - cos_view) ** 5
-    return (specular_strength * reflectance * fresnel * mix).astype(np.float32)
+    weights = np.empty(skin.shape + (4,), np.float32)
+    for rows in row_blocks(skin.shape[0]):
+        material = skin[rows, :, None]
+        reflectance = material * SKIN_REFLECTANCE + (1 - material) * OTHER_REFLECTANCE
+        mix = material * SKIN_LOBES + (1 - material) * OTHER_LOBES
+        cos_view = np.clip(-(normals[rows] * view_rays[rows]).sum(axis=-1, keepdims=True), 0.0, 1.0)
+        fresnel = 1.0 + (GRAZING_BOOST - 1.0) * (1.0 - cos_view) ** 5
+        weights[rows] = specular_strength * reflectance * fresnel * mix
+    return weights
 
 
-def shade(albedo: np.ndarray, diffuse: np.ndarray, specular_maps: np.ndarray, weights: np.ndarray,
-          alpha: np.ndarray) -> ShadingResult:
-    """Combine light maps: `specular_maps` is (4, H, W, 3) for Phong exponents (1, 16, 32, 64)."""
-    specular = np.einsum("khwc,hwk->hwc", specular_maps, weights).astype(np.float32)
-    inside = (alpha > 0)[..., None]
-    rgb = (albedo * diffuse + specular) * inside
-    relit = np.concatenate([rgb, alpha[..., None]], axis=-1).astype(np.float32)
-    return ShadingResult(relit=relit, specular=(specular * inside).astype(np.float32), weights=weights)
+def shade(albedo: np.ndarray, diffuse: np.ndarray, specular: np.ndarray, alpha: np.ndarray) -> ShadingResult:
+    """relit = albedo * diffuse + specular inside the matte; `specular` is the blended term (H, W, 3): the four
+    Phong maps blended by lobe_weights (lightmaps.light_maps with lobe_weights, or lightmaps.blend_lobes)."""
+    inside = alpha > 0
+    relit = np.empty(alpha.shape + (4,), np.float32)
+    np.multiply(albedo, diffuse, out=relit[..., :3])
+    relit[..., :3] += specular
+    relit[..., :3] *= inside[..., None]
+    relit[..., 3] = alpha
+    return ShadingResult(relit=relit, specular=(specular * inside[..., None]).astype(np.float32, copy=False))
 
 
 def composite(relit_rgb: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """C = alpha * F + (1 - alpha) * B, scene-linear."""
-    a = alpha[..., None]
-    return (a * relit_rgb + (1.0 - a) * background).astype(np.float32)
+    """C = alpha * F + (1 - alpha) * B, scene-linear (exactly F where alpha is 1), a band of rows at a time."""
+    out = np.empty(np.broadcast_shapes(relit_rgb.shape, background.shape), np.float32)
+    for rows in row_blocks(alpha.shape[0]):
+        a = alpha[rows, :, None]
+        out[rows] = a * relit_rgb[rows] + (1.0 - a) * background[rows]
+    return out
