@@ -1,7 +1,7 @@
-"""The training harness and the geometry net on a 64^2 fixture: synthetic poses (lit ellipsoids with exact
-normals and an exact OLAT basis, so no render is needed) go through the real derivation, crop and loss. A short
-run lowers the validation loss, a resumed run continues from its checkpoint, and the exported ONNX model agrees
-with torch."""
+"""The training harness, the geometry net and the albedo net on a 64^2 fixture: synthetic poses (lit ellipsoids
+with exact normals and an exact OLAT basis, so no render is needed) go through the real derivation, crop and
+loss. A short run lowers the validation loss, a resumed run continues from its checkpoint, and the exported ONNX
+model agrees with torch."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 
 torch = pytest.importorskip("torch")  # training/ only; `make test` installs it (requirements-train.txt)
 
-from portrait_relight.inference.stages import normals_net  # noqa: E402
+from portrait_relight.inference.stages import albedo_net, normals_net  # noqa: E402
 from portrait_relight.lightstage import derive, lighting  # noqa: E402
-from portrait_relight.training import geometry  # noqa: E402
+from portrait_relight.training import albedo, geometry  # noqa: E402
 from portrait_relight.training.harness import RunConfig, export_onnx, train  # noqa: E402
 
 SIZE = 64
@@ -50,12 +50,27 @@ def synthetic_pose(seed: int, pool: derive.HdriPool) -> dict:
 
 
 @pytest.fixture(scope="module")
-def task(shared_dir, tmp_path_factory):
+def fixture_poses(shared_dir, tmp_path_factory):
     pool = derive.HdriPool.from_shared(shared_dir, height=64)
     folder = tmp_path_factory.mktemp("synthetic_poses")
     poses = {folder / f"pose_{seed}.npz": synthetic_pose(seed, pool) for seed in range(12)}
+    return pool, poses
+
+
+def make_task(task_class, fixture_poses):
+    pool, poses = fixture_poses
     names = sorted(poses)
-    return geometry.GeometryTask(names[:9], names[9:], pool, size=SIZE, loader=poses.__getitem__)
+    return task_class(names[:9], names[9:], pool, size=SIZE, loader=poses.__getitem__)
+
+
+@pytest.fixture(scope="module")
+def task(fixture_poses):
+    return make_task(geometry.GeometryTask, fixture_poses)
+
+
+@pytest.fixture(scope="module", params=[geometry.GeometryTask, albedo.AlbedoTask], ids=["geometry", "albedo"])
+def any_task(request, fixture_poses):
+    return make_task(request.param, fixture_poses)
 
 
 def test_prepared_sample_follows_the_contract(task):
@@ -70,7 +85,35 @@ def test_prepared_sample_follows_the_contract(task):
     assert mirrored[0].shape == x.shape
 
 
-def test_short_run_lowers_the_loss_and_resumes(task, tmp_path):
+def test_albedo_sample_follows_the_contract(fixture_poses):
+    """The albedo net's target is the log shading that turns the true albedo into the plate; its normals input is
+    unit length and faces the camera."""
+    task = make_task(albedo.AlbedoTask, fixture_poses)
+    sample = derive.derive_sample(task.load(task.train_poses[0]), 3, task.pool)
+    x, target, mask = albedo.prepare(sample, SIZE)
+    assert x.shape == (7, SIZE, SIZE) and target.shape == (3, SIZE, SIZE) and mask.shape == (1, SIZE, SIZE)
+    crop = normals_net.subject_crop(sample["alpha"])
+    plate, true_albedo = crop.take(sample["plate"], SIZE), crop.take(sample["albedo"], SIZE)
+    inside = mask[0] > 0
+    assert inside.mean() > 0.2
+    rebuilt = (true_albedo + albedo_net.LOG_EPS) * np.exp(target.transpose(1, 2, 0)) - albedo_net.LOG_EPS
+    np.testing.assert_allclose(rebuilt[inside], plate[inside], atol=1e-4)
+    normals = x[4:].transpose(1, 2, 0)[inside]
+    assert np.allclose(np.linalg.norm(normals, axis=-1), 1.0, atol=1e-3) and (normals[:, 2] > 0).mean() > 0.95
+
+
+def test_mirrored_samples_flip_the_normals_x_with_the_image():
+    from portrait_relight.training.pose_task import mirrored
+
+    rng = np.random.default_rng(0)
+    x, target, mask = rng.random((7, 5, 6)), rng.random((3, 5, 6)), rng.random((1, 5, 6))
+    fx, ft, fm = mirrored((x, target, mask), {0: (4,)})  # the albedo net's input channel 4 is the normals' X
+    assert np.array_equal(fx[4], -x[4][:, ::-1]) and np.array_equal(fx[5], x[5][:, ::-1])
+    assert np.array_equal(ft, target[:, :, ::-1]) and np.array_equal(fm, mask[:, :, ::-1])
+
+
+def test_short_run_lowers_the_loss_and_resumes(any_task, tmp_path):
+    task = any_task
     config = RunConfig(batch_size=4, learning_rate=2e-3, validate_every=10)
     model, history = train(task, tmp_path / "run", config, steps=10, log=lambda line: None)
     first = history.val_loss[0]
@@ -82,21 +125,22 @@ def test_short_run_lowers_the_loss_and_resumes(task, tmp_path):
     assert saved["steps"] == history.steps and (tmp_path / "run" / "curves.png").stat().st_size > 0
 
 
-def test_onnx_export_matches_torch_at_another_size(task, tmp_path):
+def test_onnx_export_matches_torch_at_another_size(any_task, tmp_path):
     import onnxruntime as ort
 
     torch.manual_seed(0)
-    model = task.make_model()
-    path = export_onnx(model, tmp_path / "geometry.onnx", geometry.IN_CHANNELS, {"net": "geometry"})
+    model = any_task.make_model()
+    path = export_onnx(model, tmp_path / f"{any_task.name}.onnx", any_task.in_channels, {"net": any_task.name})
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).random((1, 4, 96, 80), dtype=np.float32)  # not the export size, not square
+    x = np.random.default_rng(0).random((1, any_task.in_channels, 96, 80), dtype=np.float32)  # not square
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
     (got,) = session.run(None, {"input": x})
     assert got.shape == expected.shape == (1, 3, 96, 80)
     assert np.abs(got - expected).max() <= 1e-3 * max(1.0, float(np.abs(expected).max()))
-    normals = normals_net.unit_normals(got)
-    assert np.allclose(np.linalg.norm(normals, axis=-1), 1.0, atol=1e-5)
+    if any_task.name == "geometry":
+        normals = normals_net.unit_normals(got)
+        assert np.allclose(np.linalg.norm(normals, axis=-1), 1.0, atol=1e-5)
 
 
 def test_subject_crop_round_trip():

@@ -1,6 +1,6 @@
 """Train one of Portrait Relight's nets on the light-stage poses in the cache, then export it to ONNX.
 
-    .venv/bin/python tools/train.py --net geometry --minutes 90 [--steps N] [--cache DIR] [--out DIR]
+    .venv/bin/python tools/train.py --net geometry|albedo --minutes 90 [--steps N] [--cache DIR] [--out DIR]
 
 Resumable: the run folder (default <cache>/training/<net>) keeps its checkpoint, so the same command continues.
 Writes <out>/<net>.onnx (dynamic spatial size), history.json and curves.png.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from package_loader import load_package
 
-NETS = ("geometry",)
+NETS = ("geometry", "albedo")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,21 +36,23 @@ def main(argv: list[str] | None = None) -> int:
     from portrait_relight.lightstage.derive import HdriPool
     from portrait_relight.lightstage.generate import default_shared
     from portrait_relight.lightstage.poses import poses_dir
-    from portrait_relight.training.geometry import IN_CHANNELS, GeometryTask
+    from portrait_relight.training.albedo import AlbedoTask
+    from portrait_relight.training.geometry import GeometryTask
     from portrait_relight.training.harness import RunConfig, export_onnx, train
 
     root = poses_dir(args.cache)
     train_poses, val_poses = sorted((root / "train").glob("*.npz")), sorted((root / "val").glob("*.npz"))
     out = args.out or args.cache / "training" / args.net
-    task = GeometryTask(train_poses, val_poses, HdriPool.from_shared(args.shared or default_shared()),
-                        find_train_poses=lambda: sorted((root / "train").glob("*.npz")))
+    task_class = {"geometry": GeometryTask, "albedo": AlbedoTask}[args.net]
+    task = task_class(train_poses, val_poses, HdriPool.from_shared(args.shared or default_shared()),
+                      find_train_poses=lambda: sorted((root / "train").glob("*.npz")))
     print(f"{args.net}: {len(train_poses)} training and {len(val_poses)} validation poses from {root}", flush=True)
     model, history = train(task, out, RunConfig(batch_size=args.batch), minutes=args.minutes, steps=args.steps,
                            log=lambda line: print(f"{line}  [{len(task.train_poses)} training poses]", flush=True))
     if not history.steps:
         print(f"{args.net}: no validation point reached yet; nothing exported", flush=True)
         return 0
-    path = export_onnx(model, out / f"{args.net}.onnx", IN_CHANNELS, {
+    path = export_onnx(model, out / f"{args.net}.onnx", task.in_channels, {
         "net": args.net, "steps": history.steps[-1], "samples": history.samples,
         "training_seconds": round(history.seconds), "train_poses": len(task.train_poses), "val_poses": len(val_poses),
         "val_metric": round(history.val_metric[-1], 4), "exported": time.strftime("%Y-%m-%d")})

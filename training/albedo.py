@@ -1,0 +1,73 @@
+"""The albedo net: plate, matte and normals -> the plate's log source shading, on the subject's crop
+(inference/stages/albedo_net.py has the contract; albedo = plate / exp(shading)).
+
+Samples come from the light-stage poses like the geometry net's (training/pose_task.py: new lighting, background
+and photo degradations per draw). The normals fed in are the ground truth degraded toward what a normals stage
+gives: blurred by a random amount and slightly perturbed. The loss is the L1 distance between predicted and true
+log shading inside the matte where the true albedo is not black; the metric is that distance in stops, which is
+also the albedo's error in stops (log2 albedo_pred - log2 albedo_true), exposure and light colour included.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch import nn
+
+from ..inference.stages.albedo_net import IN_CHANNELS, OUT_CHANNELS, albedo_net_input, log_shading
+from ..inference.stages.normals_net import subject_crop
+from .nets import UNet
+from .pose_task import PoseTask, jittered, mirrored
+
+NORMAL_BLUR_PX = 3.0  # at most, in working-size pixels
+NORMAL_NOISE = 0.05
+MIN_ALBEDO = 0.02  # darker true albedo (pupils, black cloth) says little about the light: left out of the loss
+
+
+def degraded_normals(normal: np.ndarray, alpha: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+    """Ground-truth normals as a normals stage might give them (unchanged without `rng`)."""
+    if rng is None:
+        return normal
+    sigma = float(rng.uniform(0.0, NORMAL_BLUR_PX)) * normal.shape[0] / 128.0
+    blurred = ndimage.gaussian_filter(normal * (alpha > 0)[..., None], (sigma, sigma, 0))
+    blurred += rng.normal(0.0, NORMAL_NOISE, blurred.shape).astype(np.float32)
+    length = np.linalg.norm(blurred, axis=-1, keepdims=True)
+    return np.where(length > 1e-6, blurred / np.maximum(length, 1e-6), 0.0).astype(np.float32)
+
+
+def prepare(sample: dict, size: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray, ...]:
+    """(input (7, S, S), target log shading (3, S, S), mask (1, S, S)) of a derived sample; with `rng`, degraded
+    normals, a jittered crop and a random mirror."""
+    crop = subject_crop(sample["alpha"])
+    if rng is not None:
+        crop = jittered(crop, rng)
+    normals = degraded_normals(sample["normal"], sample["alpha"], rng)
+    x = albedo_net_input(sample["plate"], sample["alpha"], normals, crop, size)[0]
+    plate, albedo = crop.take(sample["plate"], size), crop.take(sample["albedo"], size)
+    target = log_shading(plate, albedo).transpose(2, 0, 1)
+    mask = (crop.take(sample["alpha"], size) > 0.5) & (albedo.min(axis=-1) > MIN_ALBEDO)
+    arrays = (x, target, mask[None].astype(np.float32))
+    if rng is not None and rng.random() < 0.5:
+        arrays = mirrored(arrays, {0: (4,)})  # input channel 4 is the normals' X
+    return tuple(np.ascontiguousarray(a, np.float32) for a in arrays)
+
+
+class AlbedoTask(PoseTask):
+    name = "albedo"
+    in_channels = IN_CHANNELS
+
+    def prepare(self, sample: dict, size: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray, ...]:
+        return prepare(sample, size, rng)
+
+    def make_model(self) -> nn.Module:
+        return UNet(self.in_channels, OUT_CHANNELS)
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return ((output - target).abs() * mask).sum() / (3.0 * mask.sum().clamp(min=1.0))
+
+    def metric(self, output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
+        """Mean absolute albedo error in stops inside the mask."""
+        return float(self.loss(output, target, mask)) / math.log(2.0)
