@@ -102,6 +102,20 @@ def test_albedo_sample_follows_the_contract(fixture_poses):
     assert np.allclose(np.linalg.norm(normals, axis=-1), 1.0, atol=1e-3) and (normals[:, 2] > 0).mean() > 0.95
 
 
+def test_albedo_loss_ignores_one_exposure_per_sample_but_not_the_light_colour(fixture_poses):
+    task = make_task(albedo.AlbedoTask, fixture_poses)
+    gen = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 3, 8, 8, generator=gen)
+    output = target + 0.01 * torch.rand(2, 3, 8, 8, generator=gen)
+    mask = (torch.rand(2, 1, 8, 8, generator=gen) > 0.3).float()
+    base = float(task.loss(output, target, mask))
+    exposure = torch.tensor([0.7, -1.3]).view(2, 1, 1, 1)  # a different global offset for each sample
+    assert float(task.loss(output + exposure, target, mask)) == pytest.approx(base, abs=1e-5)
+    tint = torch.tensor([0.3, 0.0, -0.3]).view(1, 3, 1, 1)  # a colour cast left in the albedo costs
+    assert float(task.loss(output + tint, target, mask)) > base + 0.15  # ~0.2: two channels 0.3 off
+    assert task.metric(output, target, mask) == pytest.approx(base / math.log(2.0))
+
+
 def test_mirrored_samples_flip_the_normals_x_with_the_image():
     from portrait_relight.training.pose_task import mirrored
 

@@ -4,8 +4,12 @@
 Samples come from the light-stage poses like the geometry net's (training/pose_task.py: new lighting, background
 and photo degradations per draw). The normals fed in are the ground truth degraded toward what a normals stage
 gives: blurred by a random amount and slightly perturbed. The loss is the L1 distance between predicted and true
-log shading inside the matte where the true albedo is not black; the metric is that distance in stops, which is
-also the albedo's error in stops (log2 albedo_pred - log2 albedo_true), exposure and light colour included.
+log shading inside the matte where the true albedo is not black, after removing the sample's mean difference:
+one photo cannot tell a dark subject in bright light from a light subject in dim light (the light stage meters
+every plate to a normal exposure, as a photographer does), so the net learns the shading up to one global
+exposure and the product sets that scale by convention, as the classical stage does. The light's colour is not
+removed: it must leave the albedo. The metric is the same distance in stops (log2 albedo_pred - log2 albedo_true,
+exposure-free).
 """
 
 from __future__ import annotations
@@ -66,8 +70,11 @@ class AlbedoTask(PoseTask):
         return UNet(self.in_channels, OUT_CHANNELS)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return ((output - target).abs() * mask).sum() / (3.0 * mask.sum().clamp(min=1.0))
+        difference = (output - target) * mask
+        counts = 3.0 * mask.sum(dim=(1, 2, 3), keepdim=True).clamp(min=1.0)
+        exposure = difference.sum(dim=(1, 2, 3), keepdim=True) / counts  # one offset per sample, all channels
+        return ((difference - exposure).abs() * mask).sum() / (3.0 * mask.sum().clamp(min=1.0))
 
     def metric(self, output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
-        """Mean absolute albedo error in stops inside the mask."""
+        """Mean absolute albedo error in stops inside the mask, up to one exposure per sample."""
         return float(self.loss(output, target, mask)) / math.log(2.0)

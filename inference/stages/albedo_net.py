@@ -4,8 +4,9 @@ albedo stays in use until the net has weights that beat it, see the issue "Learn
 Like the geometry net (normals_net.py) it works on the subject's square crop at a working size S:
 - input  (1, 7, S, S) float32: the plate's sRGB-encoded RGB in [0, 1], the matte, and camera-space unit normals
   (whichever normals stage ran; 0 outside the matte);
-- output (1, 3, S, S) float32: the log of the plate's per-channel source shading, log(plate / albedo) (light
-  colour and exposure included).
+- output (1, 3, S, S) float32: the log of the plate's per-channel source shading, log(plate / albedo), light
+  colour included, up to one global offset (a photo cannot tell a dark subject in bright light from a light one
+  in dim light): the stage sets that scale by convention, like the classical stage (median shading 1).
 The albedo is the full-resolution foreground divided by exp(output), smoothly upsampled: the shading is
 low-frequency, so the plate's own texture (pores, freckles, make-up) stays in the albedo rather than being
 re-synthesised at the working size.

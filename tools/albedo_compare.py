@@ -1,0 +1,80 @@
+"""The albedo net against the classical albedo stage on the light stage's validation identities (never eval-v2,
+never the scanned head): the same validation samples the training run scores (fixed seeds, no jitter), ground-truth
+matte and normals fed to both, errors on the subject's crop in stops (|log2 predicted - log2 true albedo|).
+
+    .venv/bin/python tools/albedo_compare.py [--model <cache>/training/albedo/albedo.onnx] [--cache DIR]
+
+Three figures per method: absolute; exposure-free (one log offset per sample removed, the median); colour-free
+(one per channel). The classical stage normalises its shading to a median of 1, so its absolute error includes
+the plate's exposure; the net's absorbs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from package_loader import load_package
+
+
+def errors_in_stops(predicted: np.ndarray, true: np.ndarray, mask: np.ndarray) -> tuple[float, float, float]:
+    eps = 1e-3
+    delta = np.log2(np.maximum(predicted, 0.0) + eps) - np.log2(np.maximum(true, 0.0) + eps)
+    inside = delta[mask]  # (N, 3)
+    exposure_free = inside - np.median(inside)
+    colour_free = inside - np.median(inside, axis=0)
+    return float(np.abs(inside).mean()), float(np.abs(exposure_free).mean()), float(np.abs(colour_free).mean())
+
+
+def main() -> int:
+    cache_default = Path(os.environ.get("PORTRAIT_RELIGHT_CACHE", Path.home() / ".cache" / "portrait_relight"))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", type=Path, default=cache_default)
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--shared", type=Path, default=None)
+    args = parser.parse_args()
+    load_package()
+    import onnxruntime as ort
+
+    from portrait_relight.inference.stages import albedo as classical
+    from portrait_relight.inference.stages.albedo_net import LOG_EPS, albedo_net_input
+    from portrait_relight.inference.stages.normals_net import WORK_SIZE, subject_crop
+    from portrait_relight.lightstage.derive import HdriPool, derive_sample
+    from portrait_relight.lightstage.generate import default_shared
+    from portrait_relight.lightstage.poses import poses_dir, read_pose
+    from portrait_relight.training.albedo import MIN_ALBEDO
+    from portrait_relight.training.pose_task import VALIDATION_SAMPLES
+
+    model = args.model or args.cache / "training" / "albedo" / "albedo.onnx"
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    pool = HdriPool.from_shared(args.shared or default_shared())
+    poses = sorted((poses_dir(args.cache) / "val").glob("*.npz"))
+    rows = {"classical": [], "learned": []}
+    for path in poses:
+        pose = read_pose(path)
+        for seed in range(VALIDATION_SAMPLES):
+            sample = derive_sample(pose, seed, pool)
+            alpha, plate, normal = sample["alpha"], sample["plate"], sample["normal"]
+            crop = subject_crop(alpha)
+            true = crop.take(sample["albedo"], WORK_SIZE)
+            mask = (crop.take(alpha, WORK_SIZE) > 0.5) & (true.min(axis=-1) > MIN_ALBEDO)
+            fitted = classical.estimate_albedo(plate, normal, alpha).albedo
+            rows["classical"].append(errors_in_stops(crop.take(fitted, WORK_SIZE), true, mask))
+            (log_shading,) = session.run(None, {"input": albedo_net_input(plate, alpha, normal, crop)})
+            plate_crop = crop.take(plate, WORK_SIZE)
+            learned = (plate_crop + LOG_EPS) / np.exp(log_shading[0].transpose(1, 2, 0)) - LOG_EPS
+            rows["learned"].append(errors_in_stops(learned, true, mask))
+    print(f"{len(poses)} validation poses x {VALIDATION_SAMPLES} samples, ground-truth matte and normals; "
+          f"albedo error in stops (mean |log2 predicted - log2 true|) on the {WORK_SIZE}^2 crop")
+    print(f"{'method':<10}{'absolute':>10}{'exposure-free':>15}{'colour-free':>13}")
+    for name, values in rows.items():
+        mean = np.mean(np.asarray(values), axis=0)
+        print(f"{name:<10}{mean[0]:>10.3f}{mean[1]:>15.3f}{mean[2]:>13.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
