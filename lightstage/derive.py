@@ -7,7 +7,7 @@ For sample seed s of a pose (same pose and seed => the same sample, bit for bit)
 2. Background: mostly the same HDRI as the camera sees it (consistent light), else another HDRI at another rotation
    (a composite), often defocused; the subject goes over it with its ground-truth alpha.
 3. Camera and photo: exposure metered on the subject (as a photographer exposes for the face) with a random
-   error, white balance, lens blur, sensor noise (shot + read), a display encoding (sRGB or a filmic-like curve),
+   error, white balance (mostly a camera's grey-world auto white balance, plus a random error), lens blur, sensor noise (shot + read), a display encoding (sRGB or a filmic-like curve),
    8-bit quantisation, sometimes JPEG; then decoded back as the product decodes an 8-bit photo (sRGB EOTF), so
    the net sees what ./relight feeds it.
 The sample carries the ground truth unchanged (alpha, camera-space normals, albedo, roughness, depth) and the
@@ -36,6 +36,9 @@ SAME_BACKGROUND_SHARE = 0.7  # backgrounds that show the light's own HDRI
 DEFOCUS_SHARE = 0.5
 JPEG_SHARE = 0.5
 FILMIC_SHARE = 0.3
+# Photos a camera white-balanced (grey world, at a random strength): most real plates have the light's colour
+# largely taken out, and a net that only saw unbalanced plates would take it out a second time.
+AUTO_WHITE_BALANCE_SHARE = 0.7
 SUBJECT_KEY = 0.2  # scene-linear luminance the subject's median is exposed to (before a random error)
 
 
@@ -156,14 +159,25 @@ def _jpeg(encoded8: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(buffer).convert("RGB"))
 
 
+def grey_world_balance(scene: np.ndarray) -> np.ndarray:
+    """Per-channel gains that make the frame's mean colour grey: what a camera's auto white balance roughly does."""
+    mean = np.maximum(scene.reshape(-1, 3).mean(axis=0, dtype=np.float64), 1e-6)
+    return mean[1] / mean
+
+
 def _photograph(scene: np.ndarray, rng: np.random.Generator, metered: float = 1.0) -> tuple[np.ndarray, dict]:
     """Scene-linear radiance -> an 8-bit photo as the product decodes it (scene-linear float32); `metered` is the
     exposure that brings the subject to SUBJECT_KEY, missed by a random error of about half a stop."""
     exposure = float(metered * 2.0 ** rng.normal(0.0, 0.5))
     balance = np.exp(rng.normal(0.0, 0.08, 3))
+    info: dict = {}
+    if rng.random() < AUTO_WHITE_BALANCE_SHARE:
+        strength = float(rng.uniform(0.5, 1.0))
+        balance = balance * grey_world_balance(scene) ** strength
+        info["auto_white_balance"] = strength
     balance = balance / balance[1]
     x = scene * np.float32(exposure) * balance.astype(np.float32)
-    info = {"exposure": exposure, "white_balance": balance.tolist()}
+    info.update(exposure=exposure, white_balance=balance.tolist())
     if rng.random() < 0.3:
         sigma = float(rng.uniform(0.3, 1.0))
         x = ndimage.gaussian_filter(x, (sigma, sigma, 0))

@@ -103,3 +103,29 @@ def test_photograph_keeps_a_grey_card_grey_without_its_effects(monkeypatch):
     photo, info = derive._photograph(ramp, Still())
     assert info["encoding"] == "srgb" and "jpeg_quality" not in info and "blur_px" not in info
     np.testing.assert_allclose(photo, ramp, atol=0.01)
+
+
+def test_auto_white_balance_takes_the_light_colour_out_of_the_photo():
+    """A grey scene under blue light photographed with full-strength auto white balance comes out grey; without
+    it (the rest of the photo drawn as 'none' by the same fixed draws) it stays blue."""
+    class Draws:
+        def __init__(self, balance: bool):
+            self.balance = balance
+
+        def normal(self, loc, scale, size=None):
+            return np.zeros(size) if size is not None else 0.0
+
+        def random(self):
+            value, self.balance = (0.0 if self.balance else 1.0), False  # only the first draw is the AWB's
+            return value
+
+        def uniform(self, low, high):
+            return high  # full strength
+
+    blue_light = np.broadcast_to(np.array([0.10, 0.14, 0.25], np.float32), (32, 32, 3)).copy()
+    balanced, info = derive._photograph(blue_light, Draws(True))
+    plain, _ = derive._photograph(blue_light, Draws(False))
+    assert info["auto_white_balance"] == 1.0
+    assert np.ptp(balanced.mean(axis=(0, 1))) < 0.01 * balanced.mean()
+    assert plain.mean(axis=(0, 1))[2] > 2 * plain.mean(axis=(0, 1))[0]
+
