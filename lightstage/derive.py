@@ -7,9 +7,10 @@ For sample seed s of a pose (same pose and seed => the same sample, bit for bit)
 2. Background: mostly the same HDRI as the camera sees it (consistent light), else another HDRI at another rotation
    (a composite), often defocused; the subject goes over it with its ground-truth alpha.
 3. Camera and photo: exposure metered on the subject (as a photographer exposes for the face) with a random
-   error, white balance (mostly a camera's grey-world auto white balance, plus a random error), lens blur, sensor noise (shot + read), a display encoding (sRGB or a filmic-like curve),
-   8-bit quantisation, sometimes JPEG; then decoded back as the product decodes an 8-bit photo (sRGB EOTF), so
-   the net sees what ./relight feeds it.
+   error, white balance (mostly a camera's grey-world auto white balance, plus a random error), lens blur,
+   sensor noise (shot + read), a display encoding (sRGB or a filmic-like curve), 8-bit quantisation, sometimes
+   JPEG; then decoded back as the product decodes an 8-bit photo (sRGB EOTF), so the net sees what ./relight
+   feeds it.
 The sample carries the ground truth unchanged (alpha, camera-space normals, albedo, roughness, depth) and the
 parameters it was made with.
 """
