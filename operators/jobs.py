@@ -195,8 +195,7 @@ def undone_on_error(paths: Iterable[Path]) -> Iterator[None]:
         raise
 
 
-# --------------------------------------------------------------------------------------------------- running
-_jobs: list[Job] = []
+KERNELS_STAGE = "compiling matting kernels (first use only, 1-2 min)"
 
 
 def prepare_matting(progress: Progress) -> None:
@@ -208,7 +207,9 @@ def prepare_matting(progress: Progress) -> None:
     matting_kernels.prepare(lambda _message: progress(KERNELS_STAGE, 0.0))
 
 
-KERNELS_STAGE = "compiling matting kernels (first use only, 1-2 min)"
+
+# --------------------------------------------------------------------------------------------------- running
+_jobs: list[Job] = []
 
 
 def running_jobs() -> list[Job]:

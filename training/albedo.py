@@ -19,11 +19,9 @@ import math
 import numpy as np
 import torch
 from scipy import ndimage
-from torch import nn
 
 from ..inference.stages.albedo_net import IN_CHANNELS, OUT_CHANNELS, albedo_net_input, log_shading
 from ..inference.stages.normals_net import subject_crop
-from .nets import UNet
 from .pose_task import PoseTask, jittered, mirrored
 
 NORMAL_BLUR_PX = 3.0  # at most, in working-size pixels
@@ -61,13 +59,8 @@ def prepare(sample: dict, size: int, rng: np.random.Generator | None = None) -> 
 
 class AlbedoTask(PoseTask):
     name = "albedo"
-    in_channels = IN_CHANNELS
-
-    def prepare(self, sample: dict, size: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray, ...]:
-        return prepare(sample, size, rng)
-
-    def make_model(self) -> nn.Module:
-        return UNet(self.in_channels, OUT_CHANNELS)
+    in_channels, out_channels = IN_CHANNELS, OUT_CHANNELS
+    prepare = staticmethod(prepare)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         difference = (output - target) * mask

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from ..inference.stages.normals_net import net_input, subject_crop
-from .nets import UNet
 from .pose_task import PoseTask, jittered, mirrored
 
 IN_CHANNELS, OUT_CHANNELS = 4, 3
@@ -40,13 +39,8 @@ def prepare(sample: dict, size: int, rng: np.random.Generator | None = None) -> 
 
 class GeometryTask(PoseTask):
     name = "geometry"
-    in_channels = IN_CHANNELS
-
-    def prepare(self, sample: dict, size: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray, ...]:
-        return prepare(sample, size, rng)
-
-    def make_model(self) -> nn.Module:
-        return UNet(self.in_channels, OUT_CHANNELS)
+    in_channels, out_channels = IN_CHANNELS, OUT_CHANNELS
+    prepare = staticmethod(prepare)
 
     @staticmethod
     def _cosine(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..inference.stages.normals_net import WORK_SIZE, SubjectCrop
 from ..lightstage.derive import HdriPool, derive_sample
 from ..lightstage.poses import read_pose
 from .harness import Batch
+from .nets import UNet
 
 VALIDATION_SAMPLES = 4  # per validation pose
 REFRESH_EVERY = 100  # batches: look for poses rendered since (the pose cache may grow while a net trains)
@@ -54,7 +56,7 @@ class PoseTask:
     """Base of the light-stage tasks; subclasses define name, prepare, make_model, loss and metric."""
 
     name = "pose"
-    in_channels = 0  # of the net's input, for the ONNX export
+    in_channels, out_channels = 0, 0  # of the net (a U-Net, nets.py)
 
     def __init__(self, train_poses: list[Path], validation_poses: list[Path], pool: HdriPool,
                  size: int = WORK_SIZE, loader=read_pose, cached_poses: int = 64,
@@ -68,7 +70,11 @@ class PoseTask:
         self.find_train_poses = find_train_poses
 
     def prepare(self, sample: dict, size: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray, ...]:
+        """(inputs (C, S, S), targets, mask (1, S, S)) of a derived sample; with `rng`, augmented."""
         raise NotImplementedError
+
+    def make_model(self) -> nn.Module:
+        return UNet(self.in_channels, self.out_channels)
 
     def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator[Batch]:
         for batch in itertools.count(1):
