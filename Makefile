@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CACHE ?= $(HOME)/.cache/portrait_relight
 export PORTRAIT_RELIGHT_CACHE := $(CACHE)
-# pymatting compiles with numba on first import (~1-2 min); keep that out of the repo and reuse it.
+# Development only (the runtime has no numba): pymatting, the reference of make bench and the tests, compiles
+# its numba kernels on first import (~1-2 min); keep them out of the repo and reuse them.
 export NUMBA_CACHE_DIR ?= $(CACHE)/numba
 export PYTHONUNBUFFERED := 1
 
@@ -16,13 +17,13 @@ demo: models
 	$(PY) tools/demo.py --out out/demo $(if $(PLATE),--plate $(PLATE))
 
 # 2. All tests (.ci/run calls exactly this): the lint (ruff.toml), then the suite.
-test: models $(VENV)/.train-installed $(VENV)-tflite/.installed $(VENV)-bpy45/.installed
+test: models $(VENV)/.dev-installed $(VENV)/.train-installed $(VENV)-tflite/.installed $(VENV)-bpy45/.installed
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -ra tests
 
 # Stage times at 1080p against pymatting's closed form alone (tools/bench.py), then the whole command on 1080p,
 # 4K and 8K plates: seconds per megapixel and peak memory (tools/bench_scale.py; ~3 min)
-bench: models
+bench: models $(VENV)/.dev-installed
 	$(PY) tools/bench.py
 	$(PY) tools/bench_scale.py
 
@@ -68,7 +69,12 @@ $(VENV)/.installed: requirements.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt -c constraints.txt
-	$(PY) tools/warm_kernels.py  # pymatting's numba kernels, compiled once now rather than in a first relight
+	touch $@
+
+# pymatting (with numba and llvmlite) as the reference for the benchmark and the tests, in the main venv; never
+# in the extension's zip.
+$(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt constraints.txt
+	$(PY) -m pip install -q -r requirements-dev.txt -c constraints.txt
 	touch $@
 
 # torch (CPU build, exact pin) for training/ and its tests, in the main venv; never in the extension's zip.

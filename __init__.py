@@ -12,7 +12,7 @@ _cli_handle = None
 def _modules():
     from .operators import card, compositor, jobs, panels, preferences, sequencer, shot_import, shot_settings
 
-    # preferences first: it sets the numba cache location; shot settings before the operators that read them
+    # preferences and shot settings before the operators and panels that read them
     return (preferences, jobs, shot_settings, compositor, sequencer, shot_import, panels, card)
 
 

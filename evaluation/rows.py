@@ -69,10 +69,8 @@ def product_stages(plate: np.ndarray, settings: RelightSettings) -> StageInputs:
 
 def oracle_matte_stages(plate: np.ndarray, gt_alpha: np.ndarray, settings: RelightSettings) -> StageInputs:
     """Ground-truth alpha, then the product's foreground estimation and geometry on it."""
-    from pymatting import estimate_foreground_ml
-
     alpha = np.clip(gt_alpha, 0.0, 1.0).astype(np.float32)
-    foreground = np.maximum(np.asarray(estimate_foreground_ml(plate.astype(np.float64), alpha), np.float32), 0.0)
+    foreground = matting.estimate_foreground(plate, alpha)
     # Opaque pixels are their own foreground (as in matting.estimate_matte).
     opaque = alpha[..., None] >= 1.0
     foreground = np.where(opaque, plate, foreground).astype(np.float32)

@@ -209,7 +209,6 @@ def run_shot(args: argparse.Namespace, read_blend_world: BlendWorldReader | None
         def report(event: FrameEvent) -> None:
             print(_event_line(event), flush=True)
 
-        announce_kernel_compile()
         summary = relight_frames(shot_frames(shot, frames, out_dir), out_dir, lighting.environment, settings,
                                  lighting.background, report=report, progress=progress or (lambda *_: True))
     finally:
@@ -223,13 +222,6 @@ def run_shot(args: argparse.Namespace, read_blend_world: BlendWorldReader | None
             print(summary.failed[frame], file=sys.stderr)
         return EXIT_INPUT_ERROR
     return 0
-
-
-def announce_kernel_compile() -> None:
-    """Say so before pymatting's kernels are compiled (a first run), instead of a silent minute."""
-    from .stages import matting_kernels
-
-    matting_kernels.prepare(lambda message: print(message, flush=True))
 
 
 def run(args: argparse.Namespace, read_blend_world: BlendWorldReader | None = None,
@@ -250,7 +242,6 @@ def run(args: argparse.Namespace, read_blend_world: BlendWorldReader | None = No
     lighting = options_lighting(args, lambda: plate.shape, read_blend_world)
     settings = _settings(args, lighting)
     setup = time.perf_counter() - clock
-    announce_kernel_compile()
     paths = FramePaths.for_stem(out_dir, Path(args.plate).stem)
     exr_path, preview_path = paths.exr, paths.preview
     lock = FrameLock(paths.lock)
@@ -273,8 +264,8 @@ def run(args: argparse.Namespace, read_blend_world: BlendWorldReader | None = No
 @contextmanager
 def ctrl_c_cancels() -> Iterator[Progress]:
     """A progress callback that turns False once Ctrl-C is pressed, so the work stops at the next stage or frame
-    (Cancelled) instead of at a KeyboardInterrupt raised inside native code: interrupting numba's parallel
-    matting kernels crashes the process (SIGSEGV), leaving a frame lock behind. A second Ctrl-C interrupts at once.
+    (Cancelled), between stages where nothing is half-written, instead of at a KeyboardInterrupt raised wherever the
+    work happens to be. A second Ctrl-C interrupts at once.
     Signal handlers belong to the main thread, and a host's own native handler (getsignal() is None) is left in
     place: there Ctrl-C keeps its usual behaviour."""
     pressed = threading.Event()

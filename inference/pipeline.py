@@ -32,11 +32,22 @@ class RelightResult:
 def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarray:
     """Scale a background plate to cover (height, width) and centre-crop it, keeping its aspect ratio."""
     bh, bw = background.shape[:2]
+    if (bh, bw) == (height, width):
+        return background
     scale = max(height / bh, width / bw)
     sh, sw = max(height, round(bh * scale)), max(width, round(bw * scale))
     scaled = resize(background, sh, sw)
     top, left = (sh - height) // 2, (sw - width) // 2
     return scaled[top : top + height, left : left + width]
+
+
+def frame_backdrop(environment: Environment, background: np.ndarray | None, height: int, width: int,
+                   settings: RelightSettings) -> np.ndarray:
+    """What the composite goes over, at the frame's size: the background plate fitted to it or, without one, the
+    environment as the camera sees it. The same for every frame of a shot (shots compute it once per size)."""
+    if background is None:
+        return environment.view(width, height, settings.fov_deg)
+    return fit_background(background, height, width)
 
 
 @dataclass(frozen=True)
@@ -46,20 +57,51 @@ class SubjectRelight:
     shaded: shading.ShadingResult
 
 
+# Pixels kept around the matte when the per-pixel stages work on the subject's box: more than the widest
+# neighbourhood filter they apply (the albedo's Gaussian, sigma 4 px truncated at 4 sigma), so results inside
+# the matte are the same as on the whole frame.
+SUBJECT_MARGIN = 17
+
+
+def subject_box(alpha: np.ndarray) -> tuple[slice, slice]:
+    """Rows and columns of the matte's bounding box (alpha > 0) grown by SUBJECT_MARGIN, clipped to the frame."""
+    margin = SUBJECT_MARGIN
+    rows = np.flatnonzero(alpha.any(axis=1))
+    cols = np.flatnonzero(alpha.any(axis=0))
+    if rows.size == 0:
+        return slice(0, 0), slice(0, 0)
+    height, width = alpha.shape
+    return (slice(max(0, rows[0] - margin), min(height, rows[-1] + 1 + margin)),
+            slice(max(0, cols[0] - margin), min(width, cols[-1] + 1 + margin)))
+
+
+def _in_frame(part: np.ndarray, box: tuple[slice, slice], height: int, width: int) -> np.ndarray:
+    """A box-sized pass placed in a zero frame (outside the box the matte is 0, and so is every pass)."""
+    full = np.zeros((height, width) + part.shape[2:], np.float32)
+    full[box] = part
+    return full
+
+
 def relight_subject(foreground: np.ndarray, alpha: np.ndarray, normals: np.ndarray, face_mask: np.ndarray,
                     environment: Environment, settings: RelightSettings,
                     prefiltered: lightmaps.PrefilteredEnvironment | None = None, albedo: np.ndarray | None = None,
                     done: Callable[[str], None] = lambda stage: None) -> SubjectRelight:
     """The stages after matting and geometry: albedo (estimated unless given), light maps, shading.
 
-    Separate from `relight` so evaluation can feed ground-truth mattes, normals or albedo into the very same code.
+    They run on the subject's box only (per-pixel work: a portrait fills half a 16:9 frame or less) and their
+    passes are placed back in the frame. Separate from `relight` so evaluation can feed ground-truth mattes,
+    normals or albedo into the very same code.
     """
     height, width = alpha.shape
+    box = subject_box(alpha)
+    foreground, alpha, normals, face_mask = foreground[box], alpha[box], normals[box], face_mask[box]
     if albedo is None:
         albedo = albedo_stage.estimate_albedo(foreground, normals, alpha, fit_weight=face_mask).albedo
+    else:
+        albedo = albedo[box]
     done("albedo")
 
-    rays = camera_rays(width, height, settings.fov_deg)
+    rays = camera_rays(width, height, settings.fov_deg, box)
     weights = shading.lobe_weights(shading.skin_likelihood(foreground, alpha, face_mask), normals, rays,
                                    settings.specular_strength)
     if prefiltered is None:
@@ -71,7 +113,9 @@ def relight_subject(foreground: np.ndarray, alpha: np.ndarray, normals: np.ndarr
 
     shaded = shading.shade(albedo, maps.diffuse, maps.specular, alpha)
     done("shading")
-    return SubjectRelight(albedo, maps.diffuse, shaded)
+    shaded = shading.ShadingResult(relit=_in_frame(shaded.relit, box, height, width),
+                                   specular=_in_frame(shaded.specular, box, height, width))
+    return SubjectRelight(_in_frame(albedo, box, height, width), _in_frame(maps.diffuse, box, height, width), shaded)
 
 
 def relight(plate: np.ndarray, environment: Environment, settings: RelightSettings = RelightSettings(),
@@ -112,10 +156,7 @@ def relight(plate: np.ndarray, environment: Environment, settings: RelightSettin
     del face_mask
     shaded = lit.shaded
 
-    if background is None:
-        backdrop = environment.view(width, height, settings.fov_deg)
-    else:
-        backdrop = fit_background(background, height, width)
+    backdrop = frame_backdrop(environment, background, height, width, settings)
     composite = shading.composite(shaded.relit[..., :3], alpha, backdrop)
     done("composite")
 
@@ -167,19 +208,23 @@ def check_output_folder(out_dir: Path) -> None:
         raise RelightInputError(out_dir, "output folder is not writable")
 
 
-def relight_to_files(plate: np.ndarray, source_label: str | os.PathLike, exr_path: Path, preview_path: Path,
-                     environment: Environment, settings: RelightSettings = RelightSettings(),
-                     background: np.ndarray | None = None, progress: Progress | None = None,
-                     prefiltered: lightmaps.PrefilteredEnvironment | None = None) -> dict[str, float]:
-    """Relight a decoded plate and write its preview, then its EXR (the EXR last: its presence marks the frame
-    complete); both or neither. Stage errors are reported against `source_label` (the file or movie frame).
-    Returns the per-stage seconds."""
+def relight_frame(plate: np.ndarray, source_label: str | os.PathLike, environment: Environment,
+                  settings: RelightSettings = RelightSettings(), background: np.ndarray | None = None,
+                  progress: Progress | None = None,
+                  prefiltered: lightmaps.PrefilteredEnvironment | None = None) -> RelightResult:
+    """`relight`, with stage errors reported against `source_label` (the file or movie frame)."""
     try:
-        result = relight(plate, environment, settings, background, progress, prefiltered)
+        return relight(plate, environment, settings, background, progress, prefiltered)
     except RelightInputError as exc:
         if exc.path is None:  # stage errors know the problem, not the file
             raise RelightInputError(source_label, exc.problem) from exc
         raise
+
+
+def write_frame(plate: np.ndarray, result: RelightResult, source_label: str | os.PathLike, exr_path: Path,
+                preview_path: Path) -> dict[str, float]:
+    """Write a relit frame's preview, then its EXR (the EXR last: its presence marks the frame complete); both or
+    neither. The passes are released into the EXR as it takes them. Returns the per-stage seconds, with 'write'."""
     clock = time.perf_counter()
     write_png(preview_path, preview_strip(plate, result.passes))
     try:
@@ -190,3 +235,12 @@ def relight_to_files(plate: np.ndarray, source_label: str | os.PathLike, exr_pat
         raise
     result.timings["write"] = time.perf_counter() - clock
     return result.timings
+
+
+def relight_to_files(plate: np.ndarray, source_label: str | os.PathLike, exr_path: Path, preview_path: Path,
+                     environment: Environment, settings: RelightSettings = RelightSettings(),
+                     background: np.ndarray | None = None, progress: Progress | None = None,
+                     prefiltered: lightmaps.PrefilteredEnvironment | None = None) -> dict[str, float]:
+    """relight_frame, then write_frame. Returns the per-stage seconds."""
+    result = relight_frame(plate, source_label, environment, settings, background, progress, prefiltered)
+    return write_frame(plate, result, source_label, exr_path, preview_path)

@@ -210,7 +210,6 @@ class PORTRAIT_RELIGHT_OT_compositor_relight(ShotOperator, bpy.types.Operator):
             scene_name, source_name = scene.name, source.name
 
             def work(progress):
-                jobs.prepare_matting(progress)
                 backdrop = relight_to_exr(plate, lighting, settings, exr_path, progress)
                 progress.frame_done(f"frame 1/1 relit -> {os.fspath(exr_path)}")
                 return backdrop

@@ -195,19 +195,6 @@ def undone_on_error(paths: Iterable[Path]) -> Iterator[None]:
         raise
 
 
-KERNELS_STAGE = "compiling matting kernels (first use only, 1-2 min)"
-
-
-def prepare_matting(progress: Progress) -> None:
-    """Before a relight job's matting: on an install's first use pymatting compiles its kernels (1-2 minutes),
-    shown as the job's stage instead of a bar frozen at 0 % (the extension starts this at enable, see
-    preferences.warm_matting_kernels, so usually it is done or under way by the first click)."""
-    from ..inference.stages import matting_kernels
-
-    matting_kernels.prepare(lambda _message: progress(KERNELS_STAGE, 0.0))
-
-
-
 # --------------------------------------------------------------------------------------------------- running
 _jobs: list[Job] = []
 

@@ -1,7 +1,6 @@
 """Add-on preferences: ONNX Runtime provider and threads, a user models folder, cache folders.
 
-`settings_from_preferences(context, fov_deg)` is how operators build their RelightSettings: it applies the numba
-cache location (before pymatting is first imported, which happens lazily in the worker) and checks the user
+`settings_from_preferences(context, fov_deg)` is how operators build their RelightSettings: it checks the user
 models folder against the model contracts (inference/models/contracts.py), raising RelightInputError that names
 the bad file. Outside an enabled add-on (tests importing the package, `./relight`) there are no preferences and
 the defaults apply.
@@ -11,8 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
-import threading
 from pathlib import Path
 
 import bpy
@@ -73,10 +70,6 @@ def _models_dir_changed(self, _context) -> None:
             print(f"Portrait Relight: {message}")
 
 
-def _numba_changed(self, _context) -> None:
-    apply_numba_cache(self)
-
-
 class PortraitRelightPreferences(bpy.types.AddonPreferences):
     bl_idname = ADDON_ID
 
@@ -98,11 +91,6 @@ class PortraitRelightPreferences(bpy.types.AddonPreferences):
         name="Cache Folder", subtype="DIR_PATH",
         description="Where Portrait Relight keeps caches (empty: the extension's user folder)",
     )
-    numba_cache_dir: bpy.props.StringProperty(
-        name="Numba Cache", subtype="DIR_PATH", update=_numba_changed,
-        description="Where numba keeps pymatting's compiled code (empty: <cache folder>/numba). Takes effect "
-                    "before the first relight of a session",
-    )
 
     def draw(self, _context):
         layout = self.layout
@@ -116,9 +104,6 @@ class PortraitRelightPreferences(bpy.types.AddonPreferences):
             layout.label(text=message, icon="CHECKMARK" if ok else "ERROR")
         layout.prop(self, "cache_dir")
         layout.label(text=f"Cache: {cache_folder(self)}", icon="FILE_FOLDER")
-        layout.prop(self, "numba_cache_dir")
-        if "numba" in sys.modules and os.environ.get("NUMBA_CACHE_DIR") != str(numba_cache_folder(self)):
-            layout.label(text="Restart Blender to use the new numba cache", icon="INFO")
 
 
 def addon_preferences(context=None) -> PortraitRelightPreferences | None:
@@ -145,22 +130,9 @@ def cache_folder(prefs: PortraitRelightPreferences | None = None) -> Path:
     return (_folder(prefs.cache_dir) if prefs is not None else None) or default_cache_folder()
 
 
-def numba_cache_folder(prefs: PortraitRelightPreferences | None = None) -> Path:
-    return (_folder(prefs.numba_cache_dir) if prefs is not None else None) or cache_folder(prefs) / "numba"
-
-
 def models_folder(prefs: PortraitRelightPreferences | None) -> str | None:
     folder = _folder(prefs.models_dir) if prefs is not None else None
     return os.path.normpath(folder) if folder else None
-
-
-def apply_numba_cache(prefs: PortraitRelightPreferences | None) -> None:
-    """Point numba's cache at the preference; an explicit choice wins over the environment, the default does
-    not. numba reads it when pymatting is first imported, so a later change needs a restart."""
-    if prefs is not None and prefs.numba_cache_dir:
-        os.environ["NUMBA_CACHE_DIR"] = str(numba_cache_folder(prefs))
-    else:
-        os.environ.setdefault("NUMBA_CACHE_DIR", str(numba_cache_folder(prefs)))
 
 
 def execution_provider(prefs: PortraitRelightPreferences | None) -> str:
@@ -174,7 +146,6 @@ def settings_from_preferences(context, fov_deg: float) -> RelightSettings:
 
     Raises RelightInputError naming the file when the user models folder breaks the model contract."""
     prefs = addon_preferences(context)
-    apply_numba_cache(prefs)
     models_dir = models_folder(prefs)
     if models_dir:
         ok, message = check_models(models_dir)
@@ -195,25 +166,10 @@ def _check_on_load() -> None:
             print(f"Portrait Relight: {message}")
 
 
-def warm_matting_kernels() -> threading.Thread | None:
-    """On an install's first enable, compile pymatting's kernels in the background (1-2 minutes, once), so the
-    first relight does not wait for them; None when they are compiled already."""
-    from ..inference.stages import matting_kernels
-
-    if matting_kernels.compiled():
-        return None
-    print(f"Portrait Relight: {matting_kernels.FIRST_COMPILE.format(cache=os.environ.get('NUMBA_CACHE_DIR'))}")
-    thread = threading.Thread(target=matting_kernels.prepare, name="Portrait Relight kernels", daemon=True)
-    thread.start()
-    return thread
-
-
 def register():
     bpy.utils.register_class(PortraitRelightPreferences)
-    apply_numba_cache(addon_preferences())
     if not bpy.app.background:
         bpy.app.timers.register(_check_on_load, first_interval=1.0)
-        warm_matting_kernels()
 
 
 def unregister():

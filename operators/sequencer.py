@@ -165,7 +165,6 @@ class PORTRAIT_RELIGHT_OT_sequencer_relight(ShotOperator, bpy.types.Operator):
 
             def work(progress):
                 try:
-                    jobs.prepare_matting(progress)
                     relit = relight_strip_frames(frames, out_dir, lighting, settings, progress)
                 finally:
                     if movie is not None:

@@ -11,6 +11,8 @@ from package_loader import ROOT as REPO_ROOT
 from package_loader import load_package
 
 SHARED = Path(os.environ.get("PORTRAIT_RELIGHT_SHARED", REPO_ROOT.parent / "shared"))
+# pymatting (requirements-dev.txt), the reference the product's matting is compared with, compiles numba kernels
+# on first import: cache them outside the repo, once.
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "portrait_relight" / "numba"))
 
 load_package()

@@ -110,7 +110,6 @@ def test_blender45_compositor_and_sequencer(tmp_path):
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", str(tmp_path)),
         "BLENDER_USER_RESOURCES": str(tmp_path / "blender_user"),
-        "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", str(CACHE / "numba")),
         "PORTRAIT_RELIGHT_CACHE": str(CACHE),
     }
     done = subprocess.run([str(PYTHON45), "-c", SCRIPT, str(REPO_ROOT), str(plate), str(frames), str(work)],
@@ -174,8 +173,8 @@ INSTALL_SCRIPT = textwrap.dedent(
     bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
     import addon_utils
     result["enabled"] = [m.__name__ for m in addon_utils.modules() if addon_utils.check(m.__name__)[1]]
-    import onnxruntime, OpenEXR, pymatting
-    result["wheel_paths"] = [onnxruntime.__file__, OpenEXR.__file__, pymatting.__file__]
+    import onnxruntime, OpenEXR, scipy
+    result["wheel_paths"] = [onnxruntime.__file__, OpenEXR.__file__, scipy.__file__]
 
     scene = bpy.context.scene
     scene.render.resolution_x = scene.render.resolution_y = 128
@@ -230,7 +229,6 @@ def test_blender45_validates_and_installs_the_extension_zip(extension_zip45, tmp
         "HOME": os.environ.get("HOME", str(tmp_path)),
         "PYTHONPATH": str(modules),
         "BLENDER_USER_RESOURCES": str(tmp_path / "blender_user"),
-        "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", str(CACHE / "numba")),
     }
     done = subprocess.run([str(PYTHON45), "-S", "-c", INSTALL_SCRIPT, str(extension_zip45), str(plate),
                            str(tmp_path)], capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)

@@ -18,10 +18,8 @@ PASSES = {"alpha", "foreground", "normal", "albedo", "diffuse", "specular", "rel
 
 
 def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "portrait_relight" / "numba"))
     return subprocess.run([sys.executable, str(RELIGHT), *map(str, args)], capture_output=True, text=True,
-                          timeout=300, env=env, cwd=cwd)
+                          timeout=300, cwd=cwd)
 
 
 def assert_input_error(done, *fragments, code=1):

@@ -50,14 +50,21 @@ def test_grey_and_rgba_become_rgb(tmp_path):
     assert np.allclose(imageio.read_plate(tmp_path / "a.png")[0, 0], [0, 0, 1])
 
 
-def test_16bit_png_keeps_precision(tmp_path, gradient16):
+@pytest.mark.parametrize("layout", ["RGB", "RGBA", "L", "LA"])
+def test_16bit_png_keeps_precision(tmp_path, gradient16, layout):
+    """Every 16-bit PNG layout, written by pypng (an independent encoder), reads back with all 16 bits."""
     import png
 
     h, w, _ = gradient16.shape
-    png.Writer(w, h, greyscale=False, bitdepth=16).write(open(tmp_path / "c.png", "wb"), gradient16.reshape(h, -1))
+    pixels = {"RGB": gradient16, "RGBA": np.dstack([gradient16, np.full((h, w), 40000, np.uint16)]),
+              "L": gradient16[..., :1], "LA": np.dstack([gradient16[..., :1], np.full((h, w), 9, np.uint16)])}[layout]
+    with open(tmp_path / "c.png", "wb") as f:
+        png.Writer(w, h, greyscale=layout.startswith("L"), alpha=layout.endswith("A"), bitdepth=16).write(
+            f, pixels.reshape(h, -1))
     plate = imageio.read_plate(tmp_path / "c.png")
-    expected = imageio.srgb_to_linear(gradient16 / 65535.0)
-    assert np.abs(plate - expected).max() < 1e-5
+    colour = gradient16 if layout.startswith("RGB") else np.repeat(gradient16[..., :1], 3, axis=-1)
+    expected = imageio.srgb_to_linear(colour / 65535.0)
+    assert plate.shape == (h, w, 3) and np.abs(plate - expected).max() < 1e-5
 
 
 def test_tiff_16bit_and_float(tmp_path, gradient16):

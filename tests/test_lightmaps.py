@@ -81,6 +81,61 @@ def test_matches_brute_force_on_real_hdri(name, shared_dir):
     assert max(errors.values()) <= 0.01, errors
 
 
+def pixel_sum_with_legendre_series(radiance: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """The discrete convolution sh_convolve must equal, by the addition theorem: at every pixel centre q,
+    sum_p L_p dOmega_p k(q.w_p) with k(t) = sum_l (2l+1)/(4 pi) Lambda_l P_l(t) (numpy's Legendre series; no
+    spherical harmonics involved). Pixel centres theta_i = (i + 1/2) pi / h, phi_j = 2 pi (j + 1/2) / w; a row's
+    exact solid angle is (cos theta_top - cos theta_bottom) 2 pi / w."""
+    h, w, c = radiance.shape
+    theta = (np.arange(h) + 0.5) * np.pi / h
+    phi = 2.0 * np.pi * (np.arange(w) + 0.5) / w
+    d = np.stack(np.broadcast_arrays(np.sin(theta)[:, None] * np.cos(phi), np.sin(theta)[:, None] * np.sin(phi),
+                                     np.cos(theta)[:, None]), axis=-1).reshape(-1, 3)
+    edges = np.cos(np.arange(h + 1) * np.pi / h)
+    omega = np.repeat((edges[:-1] - edges[1:]) * 2.0 * np.pi / w, w)
+    series = (2.0 * np.arange(len(factors)) + 1.0) / (4.0 * np.pi) * factors
+    kernel = np.polynomial.legendre.legval(np.clip(d @ d.T, -1.0, 1.0), series)
+    return (kernel @ (radiance.reshape(-1, c) * omega[:, None])).reshape(h, w, c)
+
+
+@pytest.mark.parametrize("h, w, band", [(24, 48, 16), (25, 50, 16), (16, 20, 16), (20, 64, 1)])
+def test_sh_convolve_equals_pixel_sum_with_band_limited_kernel(h, w, band):
+    """Even and odd heights (the equator row is its own mirror), a band capped by the width (w // 2 - 1 = 9 for
+    w = 20) and a tiny band; the diffuse kernel and an arbitrary one, on a panorama with a few bright pixels."""
+    rng = np.random.default_rng(h * w + band)
+    radiance = rng.random((h, w, 3)).astype(np.float32)
+    radiance[rng.integers(0, h, 4), rng.integers(0, w, 4)] = 500.0
+    kernels = [lightmaps.zonal_coefficients(1, band), rng.normal(size=band + 1)]
+    maps = lightmaps.sh_convolve(radiance, kernels)
+    used = min(band, w // 2 - 1)
+    for kernel, result in zip(kernels, maps):
+        expected = pixel_sum_with_legendre_series(radiance.astype(np.float64), kernel[: used + 1])
+        assert result.shape == radiance.shape and result.dtype == np.float32
+        assert np.abs(result - expected).max() <= 2e-6 * np.abs(expected).max()
+
+
+def test_sh_convolve_with_tables_of_a_higher_band():
+    """prefilter shares one Legendre table between its two bands: the lower band's slice gives the same maps."""
+    rng = np.random.default_rng(7)
+    radiance = rng.random((32, 64, 3)).astype(np.float32)
+    kernels = [lightmaps.zonal_coefficients(e, 12) for e in (16, 32)]
+    shared = lightmaps.sh_convolve(radiance, kernels, lightmaps.legendre_tables(32, 24))
+    for a, b in zip(shared, lightmaps.sh_convolve(radiance, kernels)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * float(np.abs(b).max()))
+
+
+@pytest.mark.parametrize("exponent", [1, 2, 16, 64])
+def test_zonal_coefficients_match_quadrature(exponent):
+    """Lambda_l = 2 pi integral_{-1}^{1} k(t) P_l(t) dt by Gauss-Legendre on [0, 1] (exact: polynomial integrand)."""
+    band = 40
+    x, wq = np.polynomial.legendre.leggauss(band + exponent)
+    t, wq = 0.5 * (x + 1.0), 0.5 * wq
+    k = (exponent + 1) / (2.0 * np.pi) * t**exponent
+    expected = [2.0 * np.pi * np.sum(k * np.polynomial.legendre.legval(t, np.eye(band + 1)[l]) * wq)
+                for l in range(band + 1)]
+    np.testing.assert_allclose(lightmaps.zonal_coefficients(exponent, band), expected, rtol=1e-9, atol=1e-12)
+
+
 def test_constant_environment_gives_the_constant():
     value = np.array([0.25, 1.0, 3.5], np.float32)
     env = Environment(np.broadcast_to(value, (64, 128, 3)).copy(), np.eye(3))

@@ -14,8 +14,8 @@ from portrait_relight.inference.settings import RelightSettings
 from portrait_relight.inference.stages import matting
 
 
-def synthetic_composite(size: int = 384, seed: int = 0):
-    """A textured 'head' with thin strands over a textured background, with its exact alpha."""
+def synthetic_layers(size: int = 384, seed: int = 0):
+    """(foreground, background, alpha): a textured 'head' with thin strands, a textured background."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size] / size
     disc = np.clip((0.3 - np.hypot(x - 0.5, y - 0.55)) * size / 2.0 + 0.5, 0, 1)  # 2-px soft edge
@@ -29,6 +29,12 @@ def synthetic_composite(size: int = 384, seed: int = 0):
     alpha = np.maximum(disc, 0.8 * strands).astype(np.float32)
     fg = np.stack([0.55 + 0.1 * np.sin(40 * x), 0.35 + 0.05 * np.cos(30 * y), 0.25 + 0 * x], -1)
     bg = ndimage.gaussian_filter(rng.random((size, size, 3)), (6, 6, 0)) * 0.6 + np.array([0.1, 0.3, 0.6]) * 0.5
+    return fg, bg, alpha
+
+
+def synthetic_composite(size: int = 384, seed: int = 0):
+    """The synthetic head composited over its background, with its exact alpha."""
+    fg, bg, alpha = synthetic_layers(size, seed)
     image = alpha[..., None] * fg + (1 - alpha[..., None]) * bg
     return image.astype(np.float32), alpha
 

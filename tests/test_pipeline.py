@@ -112,3 +112,29 @@ def test_no_person_names_the_file(tmp_path):
         relight_plate_file(path, tmp_path / "out")
     assert str(info.value).startswith(str(path)) and "no person found" in str(info.value)
     assert not list((tmp_path / "out").iterdir())
+
+
+def test_subject_box_gives_the_whole_frame_result(astronaut, monkeypatch):
+    """The per-pixel stages run on the matte's box: inside and outside it, every pass equals the result of
+    running them on the whole frame (a margin as large as the frame makes the box the frame)."""
+    from portrait_relight.inference.stages import geometry, matting
+
+    plate = np.pad(astronaut[::2, ::2], ((0, 0), (64, 64), (0, 0)), mode="edge")  # 256 x 384, room beside
+    settings = RelightSettings()
+    matte = matting.estimate_matte(plate, settings)
+    alpha = matte.alpha.copy()
+    alpha[:, :40] = 0.0  # make sure the box is smaller than the frame
+    shape = geometry.estimate_normals(plate, alpha, settings)
+    environment = side_light(left=True)
+    rows, cols = pipeline.subject_box(alpha)
+    assert (rows.stop - rows.start) * (cols.stop - cols.start) < alpha.size
+    inputs = (matte.foreground, alpha, shape.normal, shape.face_mask, environment, settings)
+    boxed = pipeline.relight_subject(*inputs)
+    monkeypatch.setattr(pipeline, "SUBJECT_MARGIN", max(alpha.shape))
+    framed = pipeline.relight_subject(*inputs)
+    assert pipeline.subject_box(alpha) == (slice(0, alpha.shape[0]), slice(0, alpha.shape[1]))
+    for name in ("albedo", "diffuse"):
+        np.testing.assert_allclose(getattr(boxed, name), getattr(framed, name), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(boxed.shaded.relit, framed.shaded.relit, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(boxed.shaded.specular, framed.shaded.specular, rtol=1e-5, atol=1e-6)
+    assert boxed.shaded.relit[..., 3].max() > 0.9

@@ -2,7 +2,7 @@
 product with those releases: the Linux wheels of the same versions shadow the venv's, `./relight` relights a
 plate with the learned geometry net, and every pass matches the run with the main pins.
 
-This checks the versions (older onnxruntime, numba and llvmlite), not the operating systems: Windows and macOS
+This checks the versions (older onnxruntime builds), not the operating systems: Windows and macOS
 themselves are not run here (README, "Platforms").
 """
 
@@ -72,9 +72,7 @@ def plate_and_reference(tmp_path_factory, shared_dir):
 def test_the_releases_a_platform_pins_relight_like_the_main_ones(platform, plate_and_reference, tmp_path):
     plate, hdri, reference = plate_and_reference
     site = pinned_site(platform)
-    env = {**os.environ, "PYTHONPATH": str(site),
-           # numba's cache is per numba release; keep this one's compiled kernels apart and warm across runs
-           "NUMBA_CACHE_DIR": str(CACHE / "numba-pins" / site.name)}
+    env = {**os.environ, "PYTHONPATH": str(site)}
     probe = "import importlib.metadata as m; print(' '.join(f'{n}=={m.version(n)}' for n in %r))" % [
         r.split("==")[0] for r in linux_requirements(platform)]
     shown = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "python"), "-c", probe], capture_output=True, text=True,

@@ -95,18 +95,12 @@ def test_provider_menu_lists_the_gpu_providers_onnxruntime_offers(prefs, monkeyp
     preferences.offered_gpu_providers.cache_clear()
 
 
-def test_cache_folders_and_numba(prefs, tmp_path, monkeypatch):
+def test_cache_folder(prefs, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     # Not installed as an extension here, so the cache falls back to the user cache folder.
     assert preferences.cache_folder(prefs) == tmp_path / "xdg" / "portrait_relight"
     prefs.cache_dir = str(tmp_path / "cache")
     assert preferences.cache_folder(prefs) == tmp_path / "cache"
-    assert preferences.numba_cache_folder(prefs) == tmp_path / "cache" / "numba"
-    monkeypatch.setenv("NUMBA_CACHE_DIR", "/elsewhere")
-    preferences.apply_numba_cache(prefs)  # the default does not override the environment
-    assert os.environ["NUMBA_CACHE_DIR"] == "/elsewhere"
-    prefs.numba_cache_dir = str(tmp_path / "numba")  # an explicit choice does (update callback)
-    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "numba")
 
 
 def test_bundled_models_keep_the_written_contracts():

@@ -3,7 +3,6 @@ overlapping farm slices running at once (inference/shots/, inference/command.py)
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -27,20 +26,14 @@ SHIFTS = [(8, 8), (10, 8), (12, 9), (13, 11), (15, 12)]  # the subject drifts a 
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
-def cli_env() -> dict:
-    env = dict(os.environ)
-    env.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "portrait_relight" / "numba"))
-    return env
-
-
 def run_cli(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(RELIGHT), *map(str, args)], capture_output=True, text=True,
-                          timeout=600, env=cli_env())
+                          timeout=600)
 
 
 def start_cli(*args) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(RELIGHT), *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=cli_env())
+                            stderr=subprocess.PIPE, text=True)
 
 
 def relit_frames(stdout: str) -> list[int]:

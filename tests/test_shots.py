@@ -233,3 +233,95 @@ def test_a_failing_frame_is_reported_and_the_others_go_on(tmp_path):
     assert summary.relit == [1, 3] and list(summary.failed) == [2]
     assert summary.failed[2] == "plate.0002.png: Input/output error"
     assert summary.failure_line(3).startswith("plate.0002.png: Input/output error (1 of 3 frames failed: 2;")
+
+
+def test_writes_overlap_the_next_frame_and_their_failures_are_reported_in_order(tmp_path, monkeypatch):
+    """A frame's files are written on the writer thread while the next frame is relit; a write that fails marks
+    its own frame failed (no EXR under its name), the shot goes on, reports stay in frame order, no lock is left."""
+    import threading
+    import time
+
+    from portrait_relight.inference import pipeline
+
+    log = []
+    real_relight, real_write = pipeline.relight_frame, pipeline.write_frame
+
+    def relight_frame(plate, label, *args):
+        log.append(("relight starts", label, time.perf_counter()))
+        return real_relight(plate, label, *args)
+
+    def write_frame(plate, result, label, exr, preview):
+        log.append(("write on", threading.current_thread().name, label))
+        time.sleep(0.3)  # long enough for the next frame's relight to start meanwhile
+        if label == "plate.0002.png":
+            raise OSError(28, "No space left on device", str(exr))
+        real_write(plate, result, label, exr, preview)
+        log.append(("write ends", label, time.perf_counter()))
+
+    monkeypatch.setattr(pipeline, "relight_frame", relight_frame)
+    monkeypatch.setattr(pipeline, "write_frame", write_frame)
+    events = []
+    summary = relight_frames(shot(tmp_path), tmp_path, grey_light(), report=events.append)
+    assert [(e.frame, e.status) for e in events] == [(1, "relit"), (2, "failed"), (3, "relit")]
+    assert summary.relit == [1, 3] and list(summary.failed) == [2]
+    assert "No space left on device" in summary.failed[2]
+    writers = {entry[1] for entry in log if entry[0] == "write on"}
+    assert len(writers) == 1 and writers.pop().startswith("portrait-relight-writer")
+    starts = {entry[1]: entry[2] for entry in log if entry[0] == "relight starts"}
+    ends = {entry[1]: entry[2] for entry in log if entry[0] == "write ends"}
+    assert starts["plate.0002.png"] < ends["plate.0001.png"]  # frame 2 was relit while frame 1 was written
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "plate.0001.exr", "plate.0001_preview.png", "plate.0003.exr", "plate.0003_preview.png"]
+
+
+def test_big_frames_are_written_in_line(tmp_path, monkeypatch):
+    """Above OVERLAP_MAX_PIXELS (memory: two frames' passes at once) the write runs on the loop's own thread."""
+    import threading
+
+    from portrait_relight.inference import pipeline
+    from portrait_relight.inference.shots import runner
+
+    threads = []
+    real_write = pipeline.write_frame
+
+    def write_frame(*args):
+        threads.append(threading.current_thread())
+        return real_write(*args)
+
+    monkeypatch.setattr(pipeline, "write_frame", write_frame)
+    monkeypatch.setattr(runner, "OVERLAP_MAX_PIXELS", 96 * 96 - 1)
+    summary = relight_frames(shot(tmp_path, 2), tmp_path, grey_light())
+    assert summary.relit == [1, 2] and threads == [threading.main_thread()] * 2
+
+
+def test_plates_are_read_on_one_thread_the_next_while_this_one_is_relit(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from portrait_relight.inference import pipeline
+
+    log = []
+    plate = small_plate()
+
+    def reader(n):
+        def read():
+            log.append(("read", n, threading.current_thread().name, time.perf_counter()))
+            return plate
+        return read
+
+    real_relight = pipeline.relight_frame
+
+    def relight_frame(*args):
+        result = real_relight(*args)
+        log.append(("relit", args[1], None, time.perf_counter()))
+        return result
+
+    monkeypatch.setattr(pipeline, "relight_frame", relight_frame)
+    frames = [ShotFrame(n, FramePaths.for_stem(tmp_path, f"plate.{n:04d}"), f"plate.{n:04d}.png", reader(n))
+              for n in (1, 2, 3)]
+    assert relight_frames(frames, tmp_path, grey_light()).relit == [1, 2, 3]
+    reads = [entry for entry in log if entry[0] == "read"]
+    assert [entry[1] for entry in reads] == [1, 2, 3]  # each plate decoded once, in order
+    assert {entry[2] for entry in reads} == {"portrait-relight-reader_0"}
+    relit_1 = next(entry[3] for entry in log if entry[:2] == ("relit", "plate.0001.png"))
+    assert reads[1][3] < relit_1  # frame 2 was read while frame 1 was being relit

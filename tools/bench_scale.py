@@ -10,43 +10,14 @@ Plates are the astronaut portrait of tools/bench.py at each size, written as 8-b
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bench import bundled_world_hdri, portrait_plate
+from bench import bundled_world_hdri, measure_command, write_plate
 from package_loader import ROOT, load_package
 
 SIZES = {"1080p": (1080, 1920), "4k": (2160, 3840), "8k": (4320, 7680)}
-
-# Runs one command as this process's only child and reports its wall time and peak resident memory.
-MEASURE = """
-import json, resource, subprocess, sys, time
-clock = time.perf_counter()
-done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
-print(json.dumps({"returncode": done.returncode, "seconds": time.perf_counter() - clock,
-                  "max_rss_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
-                  "stderr": done.stderr[-2000:]}))
-"""
-
-
-def measure_command(command: list[str]) -> dict:
-    """{returncode, seconds, max_rss_bytes, stderr} of `command` run in a fresh process."""
-    done = subprocess.run([sys.executable, "-c", MEASURE, *command], capture_output=True, text=True, check=True)
-    return json.loads(done.stdout)
-
-
-def write_plate(path: Path, height: int, width: int) -> Path:
-    import numpy as np
-    from PIL import Image
-
-    from portrait_relight.inference.io.imageio import linear_to_srgb
-
-    pixels = (np.clip(linear_to_srgb(portrait_plate(height, width)), 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
-    Image.fromarray(pixels).save(path)
-    return path
 
 
 def main() -> int:

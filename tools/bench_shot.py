@@ -5,7 +5,9 @@
 1. Writes a 24-frame 1920x1080 shot of scikit-image's public-domain astronaut (the bench plate, drifting 6 px
    per frame, so every frame is new work) as a 16-bit PNG sequence or an H.264 movie.
 2. Batch: `./relight <shot> --out DIR/batch --hdri forest.exr --frames 1-24`, the farm command; prints the
-   wall time of the whole command, its set-up, and seconds per frame (mean, median, first vs the rest).
+   wall time of the whole command, its set-up, and seconds per frame (mean, median, first vs the rest), then the
+   single-frame command on frame 1 (median of 3 fresh processes) and the ratio of the two (issue "Frame time":
+   per frame in a batch <= 0.6x the single-frame command).
 3. Crash and resume: the same command into DIR/resume, killed with SIGKILL while frame `kill-after + 1` is
    being written (a crashed farm node; Ctrl-C goes through the same temp-file + rename path), then run again.
    Reports what the folder held after the kill (complete frames, leftover temp files, partial EXRs), what the
@@ -81,6 +83,27 @@ def run_batch(command: list[str]) -> tuple[float, list[float], str]:
     return wall, seconds, done.stdout
 
 
+def single_frame_seconds(shot: Path, frame: int, out: Path, hdri: Path, source: str) -> float:
+    """Median wall time of `./relight` on one frame of the shot as a plate of its own (an image sequence's
+    file; a movie's frame through --frames), in fresh processes."""
+    from bench import measure_command
+
+    if source == "sequence":
+        command = [str(ROOT / "relight"), str(shot).replace("####", f"{frame:04d}"), "--out", str(out),
+                   "--hdri", str(hdri)]
+    else:
+        command = relight_command(shot, out, hdri, str(frame))[1:]
+    seconds = []
+    for _ in range(3):
+        done = measure_command(command)
+        if done["returncode"] != 0:
+            raise SystemExit(f"single frame failed: {done['stderr']}")
+        seconds.append(done["seconds"])
+        for leftover in out.glob("*"):  # each run relights: a movie frame's outputs would make it skip
+            leftover.unlink()
+    return statistics.median(seconds)
+
+
 def run_and_kill(command: list[str], kill_after: int) -> tuple[list[str], float]:
     """Run until `kill_after` frames are reported, then SIGKILL it halfway through the next frame."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -124,7 +147,6 @@ def main() -> int:
     parser.add_argument("--kill-after", type=int, default=8)
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: a temp folder)")
     args = parser.parse_args()
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "portrait_relight" / "numba"))
     load_package()
     from bench import bundled_world_hdri
 
@@ -150,6 +172,9 @@ def main() -> int:
           f"min {min(seconds):.2f}, max {max(seconds):.2f}; first frame {seconds[0]:.2f} s "
           f"(loads the models), rest mean {statistics.mean(seconds[1:]):.2f} s")
     print(f"  {setup.split('(')[-1].rstrip(')') if setup else ''} before the first frame")
+    single = single_frame_seconds(shot_path, frames[0], work / "single", hdri, args.source)
+    print(f"single-frame command on frame 1 (median of 3 fresh processes): {single:.2f} s; per frame in the "
+          f"batch / single-frame command = {wall / args.frames / single:.2f} (goal <= 0.6)")
 
     resume = work / "resume"
     command = relight_command(shot_path, resume, hdri, spec)

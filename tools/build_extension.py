@@ -50,15 +50,15 @@ MANIFEST = "blender_manifest.toml"
 RUNTIME_PACKAGES = (
     "onnxruntime",
     "OpenEXR",
-    "pymatting", "numba", "llvmlite", "scipy", "pillow",
-    "pypng", "tifffile",
+    "scipy", "pillow",
+    "tifffile",
     "av",  # movie plates (ships its own FFmpeg)
     "opencolorio",  # colour spaces through Blender's own OCIO config
 )
 PIP_COMMON_ARGS = ["--only-binary=:all:", "--no-deps", "--python-version", "3.11", "--implementation", "cp",
                    "--abi", "cp311", "--abi", "abi3", "--abi", "none"]
 # No zip may grow past what linux-x64 users installed before the per-platform builds (172.5 MiB): a new runtime
-# dependency has to pay for itself. llvmlite (for pymatting's numba kernels), scipy and PyAV are most of each zip.
+# dependency has to pay for itself. scipy, PyAV and onnxruntime are most of each zip.
 SIZE_BUDGET_MIB = 180
 # Top-level entries never copied into the stage (large or irrelevant); the manifest's paths_exclude_pattern
 # decides the rest.

@@ -24,11 +24,11 @@ PLATFORMS = tuple(PIP_PLATFORM_TAGS)
 # Where a platform departs from requirements.txt: package -> the requirement used there instead.
 # - windows-x64: onnxruntime-directml is onnxruntime with the DirectML provider (GPUs of every vendor through
 #   DirectX 12) besides the CPU one; 1.24.4 is its newest release.
-# - macos-x64: onnxruntime stopped publishing Intel-Mac wheels after 1.23.2, numba after 0.62.1 and llvmlite
-#   after 0.45.1, so that platform keeps these releases (tests/test_platform_pins.py runs the product with them).
+# - macos-x64: onnxruntime stopped publishing Intel-Mac wheels after 1.23.2, so that platform keeps that release
+#   (tests/test_platform_pins.py runs the product with it).
 PLATFORM_OVERRIDES: dict[str, dict[str, str]] = {
     "windows-x64": {"onnxruntime": "onnxruntime-directml==1.24.4"},
-    "macos-x64": {"onnxruntime": "onnxruntime==1.23.2", "numba": "numba==0.62.1", "llvmlite": "llvmlite==0.45.1"},
+    "macos-x64": {"onnxruntime": "onnxruntime==1.23.2"},
 }
 
 _WHEEL = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-(?P<python>[^-]+)-(?P<abi>[^-]+)-"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from pathlib import Path
 
@@ -22,7 +21,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--portraits", type=Path, default=ROOT.parent / "shared" / "data" / "portraits")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "normals_sheet.png")
     args = parser.parse_args(argv)
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "portrait_relight" / "numba"))
     load_package()
     import numpy as np
 

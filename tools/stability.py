@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
-from pathlib import Path
 
 from package_loader import load_package
 
@@ -27,7 +25,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=320)
     parser.add_argument("--normals", choices=("classical", "learned", "both"), default="both")
     args = parser.parse_args(argv)
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "portrait_relight" / "numba"))
     load_package()
     import numpy as np
     import skimage.data

@@ -15,12 +15,14 @@ def half_extents(width: int, height: int, fov_deg: float) -> tuple[float, float]
     return t * width / height, t
 
 
-def camera_rays(width: int, height: int, fov_deg: float) -> np.ndarray:
-    """(H, W, 3) float32 unit view rays through pixel centres, row 0 at the top of the image."""
+def camera_rays(width: int, height: int, fov_deg: float, box: tuple[slice, slice] | None = None) -> np.ndarray:
+    """(H, W, 3) float32 unit view rays through pixel centres, row 0 at the top of the image; with `box`
+    (rows, columns), only that part of the frame's rays."""
     tx, ty = half_extents(width, height, fov_deg)
-    x = ((2.0 * (np.arange(width, dtype=np.float64) + 0.5) / width) - 1.0) * tx
-    y = (1.0 - 2.0 * (np.arange(height, dtype=np.float64) + 0.5) / height) * ty
-    d = np.empty((height, width, 3), np.float64)
+    rows, cols = box if box is not None else (slice(0, height), slice(0, width))
+    x = ((2.0 * (np.arange(width, dtype=np.float64)[cols] + 0.5) / width) - 1.0) * tx
+    y = (1.0 - 2.0 * (np.arange(height, dtype=np.float64)[rows] + 0.5) / height) * ty
+    d = np.empty((y.size, x.size, 3), np.float64)
     d[..., 0] = x[None, :]
     d[..., 1] = y[:, None]
     d[..., 2] = -1.0

@@ -13,6 +13,9 @@ rows with exact ring solid angles), so by the addition theorem the result equals
 sum_p L_p k_L(n.w_p) dOmega_p with the band-limited kernel k_L. The Phong kernels are smooth (C^(e-1) at the
 horizon) and are exact to ~1e-10 at band 64; the clamped cosine has a kink and converges like 1/(2 band), so a
 few very bright pixels (the sun) are taken out of the SH part and added back exactly per pixel as point lights.
+For speed (`_sh_convolve_stacked`), the Legendre table covers the top half of the rows only (the bottom half follows
+by parity), is built for all orders m at once and shared by both bands, and the per-order sums are batched matrix
+products small enough never to wake BLAS threads.
 """
 
 from __future__ import annotations
@@ -110,67 +113,118 @@ def box_downsample(radiance: np.ndarray, max_height: int) -> np.ndarray:
 @lru_cache(maxsize=8)
 def zonal_coefficients(exponent: int, band: int) -> np.ndarray:
     """(band+1,) Funk-Hecke factors Lambda_l of k(t) = (e+1)/(2 pi) max(0, t)^e (e = 1 is the diffuse 1/pi
-    kernel). Gauss-Legendre on [0, 1] is exact for these polynomial integrands."""
-    x, w = np.polynomial.legendre.leggauss(band // 2 + exponent // 2 + 8)
-    t, w = 0.5 * (x + 1.0), 0.5 * w
-    k = (exponent + 1) / (2.0 * np.pi) * t**exponent
-    p_prev, p = np.ones_like(t), t.copy()
-    out = np.empty(band + 1)
-    out[0] = 2.0 * np.pi * np.sum(k * w)
+    kernel): Lambda_l = (e+1) I_l with I_l = integral_0^1 t^e P_l(t) dt, which obeys the exact recursion
+    I_l = (e - l + 2) / (e + l + 1) I_{l-2}, I_0 = 1/(e+1), I_1 = 1/(e+2): a product of ratios, without
+    cancellation, and microseconds instead of the milliseconds per kernel of a Gauss-Legendre rule's eigensolve."""
+    integrals = np.empty(band + 1)
+    integrals[0] = 1.0 / (exponent + 1)
     if band >= 1:
-        out[1] = 2.0 * np.pi * np.sum(k * t * w)
+        integrals[1] = 1.0 / (exponent + 2)
     for l in range(2, band + 1):
-        p_prev, p = p, ((2 * l - 1) * t * p - (l - 1) * p_prev) / l
-        out[l] = 2.0 * np.pi * np.sum(k * p * w)
-    return out
+        integrals[l] = (exponent - l + 2) / (exponent + l + 1) * integrals[l - 2]
+    return (exponent + 1) * integrals
 
 
-def _legendre_by_order(band: int, cos_t: np.ndarray, sin_t: np.ndarray):
-    """Yield (m, P) with P (band+1-m, n): orthonormal associated Legendre P_l^m(cos theta), l = m..band, such
-    that Y_lm = P_l^m e^{i m phi} is orthonormal on the sphere (standard stable three-term recursion)."""
-    p_mm = np.full_like(cos_t, np.sqrt(1.0 / (4.0 * np.pi)))
-    for m in range(band + 1):
-        if m > 0:
-            p_mm = -np.sqrt((2 * m + 1) / (2.0 * m)) * sin_t * p_mm
-        rows = np.empty((band + 1 - m, cos_t.size))
-        rows[0] = p_mm
-        if m < band:
-            rows[1] = np.sqrt(2 * m + 3.0) * cos_t * p_mm
-        for i, l in enumerate(range(m + 2, band + 1), start=2):
-            a = np.sqrt((4.0 * l * l - 1.0) / (l * l - m * m))
-            b = np.sqrt(((l - 1.0) ** 2 - m * m) / (4.0 * (l - 1.0) ** 2 - 1.0))
-            rows[i] = a * (cos_t * rows[i - 1] - b * rows[i - 2])
-        yield m, rows
+def legendre_tables(height: int, band: int) -> tuple[np.ndarray, np.ndarray]:
+    """Orthonormal associated Legendre P_l^m(cos theta_i) (Y_lm = P_l^m e^{i m phi} orthonormal on the sphere) at
+    the row centres of the top half of a `height`-row equirect, l <= band, split by the parity of l - m:
+    even[m, j, i] = P_{m+2j}^m and odd[m, j, i] = P_{m+2j+1}^m, zero where l > band. Shapes (band+1, band//2+1,
+    (height+1)//2) and (band+1, (band+1)//2, (height+1)//2).
+
+    The bottom half needs no table: P_l^m(-x) = (-1)^(l-m) P_l^m(x). The standard stable three-term recursion in
+    l runs for all orders m at once (one numpy step per l - m), instead of a Python loop per (m, l).
+    """
+    rows = (height + 1) // 2
+    theta = (np.arange(rows) + 0.5) * np.pi / height
+    cos_t, sin_t = np.cos(theta), np.sin(theta)
+    m = np.arange(band + 1, dtype=np.float64)[:, None]
+    even = np.zeros((band + 1, band // 2 + 1, rows))
+    odd = np.zeros((band + 1, (band + 1) // 2, rows))
+    # sectoral P_m^m = -sqrt((2m+1)/(2m)) sin(theta) P_{m-1}^{m-1}, the same products as the scalar recursion
+    factors = np.empty((band + 1, rows))
+    factors[0] = np.sqrt(1.0 / (4.0 * np.pi))
+    factors[1:] = -np.sqrt((2.0 * m[1:] + 1.0) / (2.0 * m[1:])) * sin_t
+    p_prev = np.cumprod(factors, axis=0)
+    even[:, 0] = p_prev
+    if band == 0:
+        return even, odd
+    p = np.sqrt(2.0 * m + 3.0) * cos_t * p_prev  # P_{m+1}^m
+    odd[:band, 0] = p[:band]
+    for k in range(2, band + 1):  # l = m + k; orders m > band - k would only reach l > band: left at zero
+        n = band + 1 - k
+        mm, l = m[:n], m[:n] + k
+        a = np.sqrt((4.0 * l * l - 1.0) / (l * l - mm * mm))
+        b = np.sqrt(((l - 1.0) ** 2 - mm * mm) / (4.0 * (l - 1.0) ** 2 - 1.0))
+        p_prev, p = p[:n], a * (cos_t * p[:n] - b * p_prev[:n])
+        (odd if k % 2 else even)[:n, k // 2] = p
+    return even, odd
 
 
-def sh_convolve(radiance: np.ndarray, kernels: list[np.ndarray]) -> list[np.ndarray]:
+def sh_convolve(radiance: np.ndarray, kernels: list[np.ndarray],
+                tables: tuple[np.ndarray, np.ndarray] | None = None) -> list[np.ndarray]:
     """Convolve an equirect (h, w, C) with zonal kernels given by their Funk-Hecke factors (all the same
     length band+1). Returns one (h, w, C) float32 map per kernel, evaluated at the pixel centres.
 
+    `tables`: legendre_tables(h, B) for any B >= the band used here (prefilter shares one across its two calls).
     Azimuth is taken as increasing with the column; that is a reflection of Blender's, which dot products
     (hence zonal convolutions) do not see.
     """
+    stacked = _sh_convolve_stacked(radiance, kernels, tables)
+    c = radiance.shape[2]
+    return [np.ascontiguousarray(stacked[..., k * c : (k + 1) * c]) for k in range(len(kernels))]
+
+
+def _sh_convolve_stacked(radiance: np.ndarray, kernels: list[np.ndarray],
+                         tables: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """sh_convolve with the maps stacked on channels: (h, w, len(kernels) * C) float32, kernel-major.
+
+    Per order m the work is two small real matrix products per parity (projection onto c_lm, then back to rows
+    after scaling by Lambda_l), batched over m in one np.matmul each. For a 512-row panorama each product is too
+    small for OpenBLAS to hand to its threads (checked: its worker gets no CPU time during prefilter), which on a
+    busy machine cost more than the maths.
+    """
+    import scipy.fft  # pocketfft C++: ~3x numpy's on these batched real transforms
+
     h, w, c = radiance.shape
+    nk = len(kernels)
     band = min(len(kernels[0]) - 1, w // 2 - 1)  # a w-column row carries azimuthal orders below w/2 only
-    theta = (np.arange(h) + 0.5) * np.pi / h
-    cos_t, sin_t = np.cos(theta), np.sin(theta)
+    rows = (h + 1) // 2
+    if tables is None:
+        tables = legendre_tables(h, band)
+    if tables[0].shape[2] != rows or tables[0].shape[0] <= band:
+        raise ValueError(f"Legendre tables of shape {tables[0].shape} do not fit height {h}, band {band}")
+    even, odd = tables[0][: band + 1, : band // 2 + 1], tables[1][: band + 1, : (band + 1) // 2]
     omega = ring_solid_angles(h, w)  # per pixel
-    # F[i, m, c] = sum_j L[i, j, c] e^{-i m phi_j} dOmega_i ; phi_j = 2 pi (j + 0.5) / w
-    spectrum = np.fft.rfft(radiance.astype(np.float64), axis=1)[:, : band + 1]
-    m_all = np.arange(band + 1)
-    spectrum *= np.exp(-1j * m_all * np.pi / w)[None, :, None] * omega[:, None, None]
-    out_spec = [np.zeros((h, w // 2 + 1, c), np.complex128) for _ in kernels]
-    for m, p in _legendre_by_order(band, cos_t, sin_t):
-        coeff = p @ spectrum[:, m, :]  # (band+1-m, C): c_lm
-        for kernel, target in zip(kernels, out_spec):
-            target[:, m, :] = p.T @ (kernel[m : band + 1, None] * coeff)
-    maps = []
-    for target in out_spec:
-        # sum over m = -band..band of G_m e^{i m phi} = w * irfft(G) (irfft doubles m > 0 and divides by w);
-        # the phase factor puts the samples at the pixel centres phi_j = 2 pi (j + 0.5) / w.
-        target[:, : band + 1] *= np.exp(1j * m_all * np.pi / w)[None, :, None]
-        maps.append((np.fft.irfft(target, n=w, axis=1) * w).astype(np.float32))
-    return maps
+    if h % 2:
+        omega[rows - 1] *= 0.5  # the equator row is its own mirror: counted once in top + bottom
+    # F[i, m] = sum_j L[i, j] e^{-i m phi_j} dOmega_i for m <= band, as (re, im) pairs. The pixel centres'
+    # half-column phase e^{-i m pi / w} would be undone exactly at synthesis (same columns), so it is left out.
+    spectrum = scipy.fft.rfft(np.ascontiguousarray(radiance.transpose(0, 2, 1), np.float64), axis=-1)
+    spectrum = spectrum[:, :, : band + 1] * omega[:, None, None]  # (h, C, M)
+    pairs = spectrum.view(np.float64).reshape(h, c, band + 1, 2)
+    top, bottom = pairs[:rows], pairs[::-1][:rows]  # row i and its mirror h-1-i
+    # (M, rows, 2C): symmetric and antisymmetric parts, projected onto even and odd l - m respectively
+    sym = np.ascontiguousarray((top + bottom).transpose(2, 0, 1, 3)).reshape(band + 1, rows, 2 * c)
+    anti = np.ascontiguousarray((top - bottom).transpose(2, 0, 1, 3)).reshape(band + 1, rows, 2 * c)
+    order = np.arange(band + 1)[:, None]
+
+    def synthesis(table: np.ndarray, parity: int, part: np.ndarray) -> np.ndarray:
+        coeff = table @ part  # (M, J, 2C): c_lm for l = m + 2j + parity
+        degree = order + 2 * np.arange(table.shape[1])[None, :] + parity
+        scale = np.stack([np.where(degree <= band, np.asarray(k, np.float64)[np.minimum(degree, band)], 0.0)
+                          for k in kernels], axis=-1) * w  # irfft divides by w; the sum over m does not
+        scaled = (coeff[:, :, None, :] * scale[..., None]).reshape(band + 1, -1, nk * 2 * c)
+        return table.transpose(0, 2, 1) @ scaled  # (M, rows, nk * 2C)
+
+    sym_out, anti_out = synthesis(even, 0, sym), synthesis(odd, 1, anti)
+    out = np.zeros((h, nk, c, w // 2 + 1), np.complex128)  # zero-padded here: scipy's own padding copies twice
+    out_pairs = out.view(np.float64).reshape(h, nk, c, w // 2 + 1, 2)[:, :, :, : band + 1]
+    out_pairs[:rows] = (sym_out + anti_out).reshape(band + 1, rows, nk, c, 2).transpose(1, 2, 3, 0, 4)
+    out_pairs[h - rows :] = (sym_out - anti_out).reshape(band + 1, rows, nk, c, 2).transpose(1, 2, 3, 0, 4)[::-1]
+    # sum over m = -band..band of G_m e^{i m phi} = w * irfft(G): irfft doubles m > 0 and divides by w (the
+    # factor w is in `scale`)
+    maps = scipy.fft.irfft(out, n=w, axis=-1)  # (h, nk, C, w)
+    return maps.transpose(0, 3, 1, 2).reshape(h, w, nk * c).astype(np.float32)
 
 
 def _extract_light_groups(radiance: np.ndarray) -> tuple[np.ndarray, tuple[LightGroup, ...]]:
@@ -247,11 +301,14 @@ def prefilter(environment: Environment, max_source_height: int = MAX_SOURCE_HEIG
         # a coarse grid cannot integrate the ~7 degree e=64 lobe (nor hold it for lookups): resample up
         radiance = sample_equirect(radiance, pixel_directions(MIN_SOURCE_HEIGHT, 2 * MIN_SOURCE_HEIGHT))
     residual, groups = _extract_light_groups(radiance)
-    (diffuse,) = sh_convolve(residual, [zonal_coefficients(1, DIFFUSE_BAND)])
-    phong = sh_convolve(radiance, [zonal_coefficients(e, PHONG_BAND) for e in PHONG_EXPONENTS[1:]])
+    # one Legendre table serves both bands (the lower band's is a slice of it)
+    tables = legendre_tables(radiance.shape[0], min(max(DIFFUSE_BAND, PHONG_BAND), radiance.shape[1] // 2 - 1))
+    diffuse = _sh_convolve_stacked(residual, [zonal_coefficients(1, DIFFUSE_BAND)], tables)
+    specular = _sh_convolve_stacked(radiance, [zonal_coefficients(e, PHONG_BAND) for e in PHONG_EXPONENTS[1:]],
+                                    tables)
     return PrefilteredEnvironment(
-        diffuse=np.maximum(diffuse, 0.0),
-        specular=np.maximum(np.concatenate(phong, axis=-1), 0.0),
+        diffuse=np.maximum(diffuse, 0.0, out=diffuse),
+        specular=np.maximum(specular, 0.0, out=specular),
         lights=groups,
         cam_to_env=np.asarray(environment.cam_to_env, np.float64),
     )
