@@ -131,8 +131,12 @@ def options_lighting(args: argparse.Namespace, plate_shape: Callable[[], tuple[i
                      read_blend_world: BlendWorldReader | None) -> Lighting:
     """The Lighting the options name; `plate_shape` is only called (for the camera's FOV) with --world-blend."""
     from .io.imageio import read_plate
+    from .lighting.sources import background_problem
 
     background = read_plate(args.background) if args.background else None
+    lit_by_background = background is not None and not args.hdri and not args.world_blend
+    if lit_by_background and (problem := background_problem(background)):
+        raise RelightInputError(args.background, problem)  # named here: resolve_lighting only sees pixels
     world = None
     if args.world_blend:
         if read_blend_world is None:

@@ -183,6 +183,21 @@ def test_corrupt_background_is_refused(inputs, tmp_path):
         assert_refused(done, out, inputs["garbage_png"], "cannot read image")
 
 
+def test_black_background_is_refused_as_a_light_source_but_composited_onto(inputs, tmp_path):
+    """A pure black background has no light to estimate: refused, naming it, when it is the light source; with
+    an HDRI it is only what the subject goes over, and a black backdrop is fine."""
+    from PIL import Image
+
+    black = tmp_path / "black.png"
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(black)
+    out = tmp_path / "out"
+    assert_refused(run_cli(inputs["plate"], "--out", out, "--background", black), out, black,
+                   "background image is black: there is no light to estimate from it")
+    done = run_cli(inputs["plate"], "--out", out, "--hdri", inputs["hdri"], "--background", black)
+    assert done.returncode == 0, done.stderr
+    assert (out / "astronaut.exr").is_file()
+
+
 # ----------------------------------------------------------------------------------------------- bad options
 @pytest.mark.parametrize("option, value, fragment", [
     ("--fov", "0", "--fov 0: the field of view must be more than 0 and less than 180 degrees"),

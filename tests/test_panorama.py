@@ -109,3 +109,17 @@ def test_sky_and_ground_colours_extrapolate():
     np.testing.assert_allclose(zenith, (0.2, 0.3, 0.6), atol=0.02)
     np.testing.assert_allclose(nadir, (0.3, 0.2, 0.1), atol=0.02)
     assert behind[2] > behind[0]
+
+
+def test_a_black_background_is_no_light_source_but_a_dark_one_is():
+    import pytest
+
+    from portrait_relight.inference.errors import RelightInputError
+    from portrait_relight.inference.lighting.sources import resolve_lighting
+
+    with pytest.raises(RelightInputError, match="background image is black"):
+        resolve_lighting(background=np.zeros((30, 40, 3), np.float32))
+    night = np.zeros((30, 40, 3), np.float32)
+    night[5, 7] = 0.02  # one distant street light
+    lighting = resolve_lighting(background=night)
+    assert lighting.environment.radiance.max() > 0.0

@@ -48,6 +48,15 @@ def rotation_problem(rotation_deg: float) -> str | None:
     return None
 
 
+def background_problem(background: np.ndarray) -> str | None:
+    """Why a background cannot be the source of the light (the estimate would be a black sphere and the subject
+    relit pure black), or None when it can. Only a background with no light at all is refused: a dark night
+    photo still carries its lights."""
+    if float(np.max(background, initial=0.0)) <= 0.0:
+        return "background image is black: there is no light to estimate from it (give an HDRI or a world)"
+    return None
+
+
 @dataclass(frozen=True)
 class Lighting:
     environment: Environment
@@ -74,6 +83,9 @@ def resolve_lighting(hdri: str | None = None, hdri_rotation_deg: float = 0.0, wo
         return Lighting(light.environment, fov_deg if fov_deg is not None else light.fov_deg, background)
     if background is None:
         raise RelightInputError(None, "no lighting source: give an HDRI, a world or a background image")
+    problem = background_problem(background)
+    if problem:
+        raise RelightInputError(None, problem)
     from .panorama import estimate_environment
 
     fov = fov_deg if fov_deg is not None else DEFAULT_FOV_DEG
