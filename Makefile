@@ -21,14 +21,15 @@ test: models $(VENV)/.dev-installed $(VENV)/.train-installed $(VENV)-tflite/.ins
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -ra tests
 
-# Stage times at 1080p against pymatting's closed form alone (tools/bench.py), then the whole command on 1080p,
-# 4K and 8K plates: seconds per megapixel and peak memory (tools/bench_scale.py; ~3 min)
+# The whole command on a 1080p plate (start-up, stages, write) against pymatting's closed form alone on it, and
+# their ratio (tools/bench.py), then on 1080p, 4K and 8K plates: seconds per megapixel and peak memory
+# (tools/bench_scale.py; ~3 min)
 bench: models $(VENV)/.dev-installed
 	$(PY) tools/bench.py
 	$(PY) tools/bench_scale.py
 
 # 24-frame 1080p batch through ./relight (seconds per frame), then a SIGKILL mid-frame and a resume (~8 min)
-bench-shot: models
+bench-shot: models $(VENV)/.dev-installed
 	$(PY) tools/bench_shot.py $(if $(SOURCE),--source $(SOURCE))
 
 # README images, rendered headless with the extension's own operators (~25 s)
