@@ -109,10 +109,15 @@ def background_crop(radiance: np.ndarray, yaw_deg: float, pitch_deg: float, fov_
     scene = Environment(np.asarray(radiance, np.float32), camera_to_env(yaw_deg, pitch_deg))
     view = scene.view(width, height, fov_deg).astype(np.float64)
     exposure = CAMERA_MEAN_LUMINANCE / max(float((view @ _LUMA).mean()), 1e-9)
-    encoded = np.round(np.clip(linear_to_srgb(np.clip(view * exposure, 0.0, 1.0)), 0.0, 1.0) * 255.0)
-    background = integer_srgb_to_linear(encoded.astype(np.uint8))
     truth = Environment((scene.radiance * exposure).astype(np.float32), scene.cam_to_env)
-    return BackgroundCrop(background, truth, fov_deg)
+    return BackgroundCrop(display_photo(view * exposure), truth, fov_deg)
+
+
+def display_photo(view: np.ndarray) -> np.ndarray:
+    """What an 8-bit sRGB photo keeps of scene-linear `view` (already exposed): clipped at 1, quantised, and
+    decoded back to scene-linear float32."""
+    encoded = np.round(np.clip(linear_to_srgb(np.clip(view, 0.0, 1.0)), 0.0, 1.0) * 255.0)
+    return integer_srgb_to_linear(encoded.astype(np.uint8))
 
 
 def grey_environment(background: np.ndarray, height: int = 64) -> Environment:

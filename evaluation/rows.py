@@ -1,7 +1,9 @@
 """The methods compared per case: the product itself, the no-relighting baseline, and per-stage oracles.
 
 "ours" is `inference.pipeline.relight`, the very code behind ./relight (with the default settings: classical
-normals); "learned normals" is the same with `--normals learned`. The oracle rows swap ground truth into
+normals); "learned normals" is the same with `--normals learned`. "light from background" (v2) and "... v1" are
+`ours` under the light each estimator infers from `background_photo` alone, the two-picture path; relit error
+is still scored against the target HDRI's ground truth. The oracle rows swap ground truth into
 one stage and rerun the stages after it through `pipeline.relight_subject`, the function `relight` itself uses
 after matting and geometry (tests check that with nothing swapped it reproduces `relight`).
 """
@@ -14,13 +16,17 @@ import numpy as np
 
 from ..inference import pipeline
 from ..inference.errors import RelightInputError
+from ..inference.lighting.background_light import GAINS, estimate_environment
 from ..inference.lighting.environment import Environment
+from ..inference.lighting.panorama import estimate_environment_v1
 from ..inference.settings import RelightSettings
 from ..inference.stages import geometry, lightmaps, matting
-from .cases import GroundTruthCase, target_environment
+from .cases import GroundTruthCase, shared_dir, target_environment
+from .panorama_calibration import pool_held_out_gains
+from .panorama_figures import display_photo
 
-ROW_NAMES = ("ours", "learned normals", "naive composite", "oracle alpha", "oracle normals", "oracle normals+albedo",
-             "oracle alpha+normals+albedo")
+ROW_NAMES = ("ours", "learned normals", "light from background", "light from background v1", "naive composite",
+             "oracle alpha", "oracle normals", "oracle normals+albedo", "oracle alpha+normals+albedo")
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,22 @@ def ours(plate: np.ndarray, environment: Environment, settings: RelightSettings,
     result = pipeline.relight(plate, environment, settings, prefiltered=prefiltered)
     p = result.passes
     return MethodOutput(relit=p["relit"][..., :3], alpha=p["alpha"], normal=p["normal"], albedo=p["albedo"])
+
+
+def background_photo(case: GroundTruthCase, environment: Environment) -> np.ndarray:
+    """The two-picture input: what the case camera photographs of the target scene without the subject, as an
+    8-bit sRGB photo at the render's exposure (clipped, quantised)."""
+    height, width = case.passes["plate"].shape[:2]
+    return display_photo(environment.view(width, height, case.fov_deg).astype(np.float64))
+
+
+def background_gains(case: GroundTruthCase) -> dict[str, float]:
+    """The background-light estimator's gains fitted without any crop of the case's target HDRI, so the
+    estimator is never scored on an HDRI it was calibrated on."""
+    hdri = case.meta["target"]["hdri"]
+    folds = pool_held_out_gains(str(shared_dir()))
+    # an HDRI outside the pool was never calibrated on: the shipped gains are honest for it
+    return folds.get(f"{hdri['collection']}/{hdri['name']}", GAINS)
 
 
 def naive_composite(plate: np.ndarray) -> MethodOutput:
@@ -131,6 +153,17 @@ def _method_outputs(case: GroundTruthCase, settings: RelightSettings,
 
     attempt("ours", lambda: ours(plate, environment, settings, prefiltered))
     attempt("learned normals", lambda: ours(plate, environment, replace(settings, normals="learned"), prefiltered))
+    if any(r.startswith("light from background") for r in rows):
+        photo = background_photo(case, environment)
+        estimates = {"light from background": lambda: estimate_environment(photo, case.fov_deg,
+                                                                           gains=background_gains(case)),
+                     "light from background v1": lambda: estimate_environment_v1(photo, case.fov_deg)}
+        for name, estimate in estimates.items():
+            def relit_by_estimate(estimate=estimate) -> MethodOutput:
+                estimated = estimate()
+                return ours(plate, estimated, settings, lightmaps.prefilter(estimated))
+
+            attempt(name, relit_by_estimate)
     attempt("naive composite", lambda: naive_composite(plate))
     gt_alpha, gt_normal, gt_albedo = gt["alpha"], gt["normal"], gt["albedo"][..., :3]
     if any(r in rows for r in ("oracle alpha", "oracle alpha+normals+albedo")):

@@ -219,6 +219,9 @@ def test_evaluate_case_rows_and_product_consistency(synthetic_case):
     # The ground truth *is* the product's matte and normals on this plate: the wiring must reproduce them.
     assert ours["alpha_sad"] < 0.01 and ours["normal_mean_deg"] < 0.5
     assert set(rows["naive composite"]) == {"relit_simse", "relit_ssim", "relit_psnr"}
+    for estimated in ("light from background", "light from background v1"):  # same matte, estimated light
+        assert rows[estimated]["alpha_sad"] == ours["alpha_sad"] and rows[estimated]["relit_simse"] > 0
+    assert rows["light from background"]["relit_simse"] != rows["light from background v1"]["relit_simse"]
     # With GT normals equal to ours, the composed oracle must match the product pipeline itself.
     assert rows["oracle normals"]["relit_simse"] == pytest.approx(ours["relit_simse"], rel=1e-3, abs=1e-7)
     assert rows["oracle normals"]["relit_psnr"] == pytest.approx(ours["relit_psnr"], abs=0.01)

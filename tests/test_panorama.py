@@ -1,4 +1,5 @@
-"""Environment estimated from a background plate: geometry against CONVENTIONS.md, fill, seams, lighting."""
+"""Environment estimated from a background plate (v2, background_light; v1 where a test names it): geometry
+against CONVENTIONS.md, fill, seams, lighting."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 
 import numpy as np
 
-from portrait_relight.inference.lighting import panorama
+from portrait_relight.inference.lighting import background_light, panorama
 from portrait_relight.inference.lighting.environment import CAMERA_TO_CENTRED_PANORAMA
 from portrait_relight.inference.stages import lightmaps
 
@@ -33,7 +34,7 @@ def pixel_directions_blender(h: int, w: int) -> np.ndarray:
 def test_inside_view_matches_plate():
     plate = smooth_plate()
     fov = 60.0
-    env = panorama.estimate_environment(plate, fov, height=256)
+    env = background_light.estimate_environment(plate, fov, height=256)
     assert env.radiance.shape == (256, 512, 3) and env.radiance.dtype == np.float32
     np.testing.assert_array_equal(env.cam_to_env, CAMERA_TO_CENTRED_PANORAMA)
     # camera ray of each panorama pixel: d_cam = cam_to_env^T q; CONVENTIONS camera: x = (2(j+.5)/W - 1) tx ...
@@ -60,7 +61,7 @@ def test_finite_positive_and_seamless():
     plate[10:20, 10:20] = np.nan
     plate[30:40, 30:40] = np.inf
     plate[50:60, 50:60] = -1.0
-    env = panorama.estimate_environment(plate, 40.0, height=128)
+    env = background_light.estimate_environment(plate, 40.0, height=128)
     rad = env.radiance
     assert np.all(np.isfinite(rad)) and rad.min() >= 0.0
     # wrap-around: the jump across the left/right seam is no larger than between neighbouring columns elsewhere
@@ -74,35 +75,35 @@ def test_finite_positive_and_seamless():
 def test_brighter_left_plate_lights_left_facing_normals_more():
     x = np.linspace(0.0, 1.0, 960, dtype=np.float32)
     plate = np.broadcast_to((0.7 - 0.6 * x)[None, :, None], (540, 960, 3)).copy()
-    env = panorama.estimate_environment(plate, 50.0)
+    env = background_light.estimate_environment(plate, 50.0)
     pre = lightmaps.prefilter(env)
     n = np.array([[[-1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]], np.float32)  # camera -X (left), +X (right)
     maps = lightmaps.light_maps(pre, n, -n)
     left, right = maps.diffuse[0, 0].mean(), maps.diffuse[0, 1].mean()
     assert left > 1.03 * right, (left, right)
     # and mirrored plate -> mirrored result
-    env_m = panorama.estimate_environment(plate[:, ::-1].copy(), 50.0)
+    env_m = background_light.estimate_environment(plate[:, ::-1].copy(), 50.0)
     maps_m = lightmaps.light_maps(lightmaps.prefilter(env_m), n, -n)
     np.testing.assert_allclose(maps_m.diffuse[0, ::-1], maps.diffuse[0], rtol=1e-3)
 
 
-def test_clipped_highlights_become_light_sources():
+def test_v1_clipped_highlights_become_light_sources():
     plate = np.full((300, 400, 3), 0.2, np.float32)
     plate[20:80, 150:250] = 1.0  # a clipped window in an 8-bit-like plate
-    env = panorama.estimate_environment(plate, 60.0, height=128)
+    env = panorama.estimate_environment_v1(plate, 60.0, height=128)
     assert env.radiance.max() > 0.5 * panorama.HIGHLIGHT_GAIN
     np.testing.assert_allclose(np.median(env.radiance[60:68, 120:136]), 0.2, atol=0.01)  # unclipped: unchanged
     # a scene-referred plate (already HDR) is not expanded again
     hdr = plate * 8.0
-    env_hdr = panorama.estimate_environment(hdr, 60.0, height=128)
+    env_hdr = panorama.estimate_environment_v1(hdr, 60.0, height=128)
     assert env_hdr.radiance.max() <= 8.0 + 1e-4
 
 
-def test_sky_and_ground_colours_extrapolate():
+def test_v1_sky_and_ground_colours_extrapolate():
     plate = np.zeros((200, 300, 3), np.float32)
     plate[:100] = (0.2, 0.3, 0.6)  # blue sky above
     plate[100:] = (0.3, 0.2, 0.1)  # brown ground below
-    env = panorama.estimate_environment(plate, 40.0, height=128)
+    env = panorama.estimate_environment_v1(plate, 40.0, height=128)
     zenith = env.radiance[2].mean(axis=0)
     nadir = env.radiance[-3].mean(axis=0)
     behind = env.radiance[40, 0]  # above the horizon, behind the camera

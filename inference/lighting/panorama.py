@@ -1,6 +1,8 @@
-"""Estimate an HDR environment from the background plate (when the user gives no HDRI).
+"""Projecting a background plate onto the sphere, push-pull filling, and v1's estimate of an environment from it.
 
-The plate sees only the camera's frustum. We
+The product's estimator is background_light.estimate_environment (v2), built on the projection and fill here.
+v1, `estimate_environment_v1`, stays as the baseline the panorama figures compare against
+(tools/panorama_eval.py). The plate sees only the camera's frustum. v1 would
 1. inverse-tone-map it: a display-referred plate clips bright sky and windows near 1.0, which would make them
    no brighter than a white wall; pixels near clipping are expanded smoothly (up to HIGHLIGHT_GAIN x) so they act
    as real light sources. Plates that are already HDR (values well above 1) are left alone;
@@ -26,11 +28,16 @@ PRIOR_WEIGHT = 1.0 / 1024.0  # per-pixel weight of the prior outside the frustum
 _LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 
 
+def is_scene_referred(plate: np.ndarray) -> bool:
+    """True for a plate that is HDR already (its 99.9th percentile above HDR_PLATE_MAX): nothing in it clipped."""
+    return bool(plate.size and np.percentile(plate[::7, ::7], 99.9) > HDR_PLATE_MAX)
+
+
 def expand_highlights(plate: np.ndarray) -> np.ndarray:
     """Inverse tone mapping: scale pixels whose luminance Y exceeds HIGHLIGHT_START by
     1 + (HIGHLIGHT_GAIN - 1) * s^2, s = smoothstep(HIGHLIGHT_START, 1, Y); hue is kept (one gain per pixel)."""
     plate = np.asarray(plate, np.float32)
-    if plate.size and np.percentile(plate[::7, ::7], 99.9) > HDR_PLATE_MAX:
+    if is_scene_referred(plate):
         return plate
     y = plate @ _LUMA
     s = np.clip((y - HIGHLIGHT_START) / (1.0 - HIGHLIGHT_START), 0.0, 1.0)
@@ -48,7 +55,7 @@ def _box_downsample_plate(plate: np.ndarray, factor: int) -> np.ndarray:
     return cropped.reshape(h, factor, w, factor, 3).mean(axis=(1, 3), dtype=np.float64).astype(np.float32)
 
 
-def _project_plate(plate: np.ndarray, fov_deg: float, height: int) -> tuple[np.ndarray, np.ndarray]:
+def project_plate(plate: np.ndarray, fov_deg: float, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Plate -> (radiance (height, 2 height, 3), weight (height, 2 height) = 1 inside the frustum, else 0)."""
     ph, pw = plate.shape[:2]
     tx, ty = half_extents(pw, ph, fov_deg)
@@ -135,13 +142,13 @@ def push_pull(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return filled.astype(np.float32)
 
 
-def estimate_environment(background: np.ndarray, fov_deg: float, height: int = 256) -> Environment:
+def estimate_environment_v1(background: np.ndarray, fov_deg: float, height: int = 256) -> Environment:
     """HDR environment (height x 2 height equirect) from a scene-linear plate (H, W, 3) seen with horizontal-or-
     vertical field of view `fov_deg` across the larger image dimension. cam_to_env = CAMERA_TO_CENTRED_PANORAMA
     (the plate's centre is the panorama's centre column, its top is up)."""
     plate = np.nan_to_num(np.asarray(background, np.float32)[..., :3], nan=0.0, posinf=0.0, neginf=0.0)
     plate = expand_highlights(np.maximum(plate, 0.0))
-    projected, inside = _project_plate(plate, fov_deg, height)
+    projected, inside = project_plate(plate, fov_deg, height)
     prior = _sky_ground_prior(plate, height)
     weights = np.where(inside > 0, 1.0, PRIOR_WEIGHT).astype(np.float32)
     values = np.where(inside[..., None] > 0, projected, prior)

@@ -86,7 +86,7 @@ def resolve_lighting(hdri: str | None = None, hdri_rotation_deg: float = 0.0, wo
     problem = background_problem(background)
     if problem:
         raise RelightInputError(None, problem)
-    from .panorama import estimate_environment
+    from .background_light import estimate_environment
 
     fov = fov_deg if fov_deg is not None else DEFAULT_FOV_DEG
     return Lighting(estimate_environment(background, fov), fov, background)
