@@ -1,11 +1,12 @@
 """The methods compared per case: the product itself, the no-relighting baseline, and per-stage oracles.
 
 "ours" is `inference.pipeline.relight`, the very code behind ./relight (with the default settings: classical
-normals); "learned normals" is the same with `--normals learned`. "light from background" (v2) and "... v1" are
-`ours` under the light each estimator infers from `background_photo` alone, the two-picture path; relit error
-is still scored against the target HDRI's ground truth. The oracle rows swap ground truth into
-one stage and rerun the stages after it through `pipeline.relight_subject`, the function `relight` itself uses
-after matting and geometry (tests check that with nothing swapped it reproduces `relight`).
+normals and albedo); "learned normals" / "learned albedo" / "learned normals+albedo" are the same with
+`--normals learned` / `--albedo learned` / both. "light from background" (v2) and "... v1" are `ours` under the
+light each estimator infers from `background_photo` alone, the two-picture path; relit error is still scored
+against the target HDRI's ground truth. The oracle rows swap ground truth into one stage and rerun the stages
+after it through `pipeline.relight_subject`, the function `relight` itself uses after matting and geometry (tests
+check that with nothing swapped it reproduces `relight`).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from .cases import GroundTruthCase, shared_dir, target_environment
 from .panorama_calibration import pool_held_out_gains
 from .panorama_figures import display_photo
 
-ROW_NAMES = ("ours", "learned normals", "light from background", "light from background v1", "naive composite",
-             "oracle alpha", "oracle normals", "oracle normals+albedo", "oracle alpha+normals+albedo")
+ROW_NAMES = ("ours", "learned normals", "learned albedo", "learned normals+albedo", "light from background",
+             "light from background v1", "naive composite", "oracle alpha", "oracle normals", "oracle normals+albedo",
+             "oracle alpha+normals+albedo")
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,9 @@ def _method_outputs(case: GroundTruthCase, settings: RelightSettings,
 
     attempt("ours", lambda: ours(plate, environment, settings, prefiltered))
     attempt("learned normals", lambda: ours(plate, environment, replace(settings, normals="learned"), prefiltered))
+    attempt("learned albedo", lambda: ours(plate, environment, replace(settings, albedo="learned"), prefiltered))
+    attempt("learned normals+albedo", lambda: ours(plate, environment, replace(settings, normals="learned",
+                                                                                albedo="learned"), prefiltered))
     if any(r.startswith("light from background") for r in rows):
         photo = background_photo(case, environment)
         estimates = {"light from background": lambda: estimate_environment(photo, case.fov_deg,

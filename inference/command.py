@@ -39,7 +39,7 @@ from pathlib import Path
 from .errors import Cancelled, Progress, RelightInputError
 from .io.imageio import MIN_PLATE_SIDE
 from .lighting.sources import Lighting, WorldLight, fov_problem, resolve_lighting, rotation_problem
-from .settings import DEFAULT_FOV_DEG, NORMALS_METHODS, PROVIDERS, RelightSettings
+from .settings import ALBEDO_METHODS, DEFAULT_FOV_DEG, NORMALS_METHODS, PROVIDERS, RelightSettings
 from .shots.frames import format_frames, parse_frames
 from .shots.runner import FrameEvent
 from .shots.sources import ImageSequence, is_movie, is_sequence_pattern
@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--normals", choices=NORMALS_METHODS, default=RelightSettings.normals,
                         help="how normals are estimated: the classical v1 stage or the learned geometry net "
                              f"(default {RelightSettings.normals})")
+    parser.add_argument("--albedo", choices=ALBEDO_METHODS, default=RelightSettings.albedo,
+                        help="how albedo is estimated: the classical v1 stage or the learned albedo net "
+                             f"(default {RelightSettings.albedo})")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="ONNX Runtime threads, 1 or more (default: the runtime decides)")
     parser.add_argument("--provider", choices=PROVIDERS, default=RelightSettings.provider,
@@ -157,7 +160,7 @@ def _check_models_dir(args: argparse.Namespace) -> None:
 
 def _settings(args: argparse.Namespace, lighting: Lighting) -> RelightSettings:
     return RelightSettings(fov_deg=lighting.fov_deg, threads=args.threads or 0, models_dir=args.models_dir,
-                           normals=args.normals, provider=args.provider)
+                           normals=args.normals, albedo=args.albedo, provider=args.provider)
 
 
 def _first_frame_shape(shot, frames: list[int]) -> tuple[int, int]:

@@ -95,7 +95,11 @@ def relight_subject(foreground: np.ndarray, alpha: np.ndarray, normals: np.ndarr
     height, width = alpha.shape
     box = subject_box(alpha)
     foreground, alpha, normals, face_mask = foreground[box], alpha[box], normals[box], face_mask[box]
-    if albedo is None:
+    if albedo is None and settings.albedo == "learned":
+        from .stages.albedo_net import estimate_albedo_learned  # loads a model: only when chosen
+
+        albedo = estimate_albedo_learned(foreground, alpha, normals, face_mask, settings)
+    elif albedo is None:
         albedo = albedo_stage.estimate_albedo(foreground, normals, alpha, fit_weight=face_mask).albedo
     else:
         albedo = albedo[box]

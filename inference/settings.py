@@ -7,6 +7,9 @@ from dataclasses import dataclass
 # How normals are estimated: the classical v1 stage (face mesh + silhouette inflation) or the learned geometry
 # net (stages/normals_net.py; its face landmarks still come from the classical stage).
 NORMALS_METHODS = ("classical", "learned")
+# How albedo is estimated: the classical v1 stage (a white-light SH shading fit divided out) or the learned albedo
+# net (stages/albedo_net.py: the source shading, light colour included, predicted and divided out).
+ALBEDO_METHODS = ("classical", "learned")
 # Execution providers (models/session.py maps them to onnxruntime's).
 PROVIDERS = ("auto", "cpu", "cuda", "directml", "coreml")
 DEFAULT_FOV_DEG = 40.0  # a portrait lens on full frame (~50 mm across the long side) when no camera says otherwise
@@ -24,6 +27,7 @@ class RelightSettings:
         (models/session.py: a provider that is missing or fails to load falls back to the CPU with one message).
     models_dir: folder with ONNX models following inference/models/CONTRACTS.md; None = the bundled ones.
     normals: one of NORMALS_METHODS.
+    albedo: one of ALBEDO_METHODS.
     """
 
     fov_deg: float = DEFAULT_FOV_DEG
@@ -33,7 +37,10 @@ class RelightSettings:
     provider: str = "auto"
     models_dir: str | None = None
     normals: str = "classical"
+    albedo: str = "classical"
 
     def __post_init__(self):
         if self.normals not in NORMALS_METHODS:
             raise ValueError(f"normals '{self.normals}': use one of {', '.join(NORMALS_METHODS)}")
+        if self.albedo not in ALBEDO_METHODS:
+            raise ValueError(f"albedo '{self.albedo}': use one of {', '.join(ALBEDO_METHODS)}")

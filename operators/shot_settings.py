@@ -25,6 +25,12 @@ NORMALS_ITEMS = (
     ("classical", "Classical", "Face mesh and silhouette inflation (v1)"),
     ("learned", "Learned", "The geometry net trained on the virtual light stage"),
 )
+DEFAULT_ALBEDO = RelightSettings.albedo
+ALBEDO_ITEMS = (
+    ("classical", "Classical", "A white-light shading fit divided out of the plate (v1)"),
+    ("learned", "Learned", "The albedo net trained on the virtual light stage: the source light, its colour "
+                           "included, divided out"),
+)
 
 
 def _properties(options: set[str]) -> dict:
@@ -52,6 +58,9 @@ def _properties(options: set[str]) -> dict:
         "normals": bpy.props.EnumProperty(
             name="Normals", items=NORMALS_ITEMS, default=DEFAULT_NORMALS, options=options,
             description="How the subject's surface normals are estimated"),
+        "albedo": bpy.props.EnumProperty(
+            name="Albedo", items=ALBEDO_ITEMS, default=DEFAULT_ALBEDO, options=options,
+            description="How the plate's own light is taken off the subject (its albedo)"),
         "output_dir": bpy.props.StringProperty(
             name="Output Folder", subtype="DIR_PATH", default=DEFAULT_OUTPUT_DIR, options=paths,
             description="Where the EXR passes are written (// = next to the .blend file)"),
@@ -75,6 +84,7 @@ class ShotValues:
     specular_strength: float = DEFAULT_SPECULAR_STRENGTH
     matting_resolution: int = DEFAULT_MATTING_RESOLUTION
     normals: str = DEFAULT_NORMALS
+    albedo: str = DEFAULT_ALBEDO
     output_dir: str = DEFAULT_OUTPUT_DIR
 
 
@@ -96,7 +106,8 @@ def relight_settings(context, values: ShotValues, fov_deg: float) -> RelightSett
     """RelightSettings from the add-on preferences (provider, threads, models) and the shot's settings."""
     settings = settings_from_preferences(context, fov_deg)
     return dataclasses.replace(settings, specular_strength=float(values.specular_strength),
-                               matting_resolution=int(values.matting_resolution), normals=values.normals)
+                               matting_resolution=int(values.matting_resolution), normals=values.normals,
+                               albedo=values.albedo)
 
 
 def draw_shot_settings(layout: "bpy.types.UILayout", settings: PortraitRelightShotSettings) -> None:
@@ -110,6 +121,7 @@ def draw_shot_settings(layout: "bpy.types.UILayout", settings: PortraitRelightSh
     layout.prop(settings, "specular_strength")
     layout.prop(settings, "matting_resolution")
     layout.prop(settings, "normals")
+    layout.prop(settings, "albedo")
     layout.prop(settings, "output_dir")
 
 

@@ -147,6 +147,23 @@ def test_learned_normals_run_end_to_end(files, tmp_path):
                        "--normals", code=2)
 
 
+def test_learned_albedo_runs_end_to_end(files, tmp_path):
+    """--albedo learned: the bundled albedo net's albedo is the EXR's albedo pass (in [0, 1], 0 outside the
+    matte, not the classical stage's) and the relit pass is still albedo * diffuse + specular."""
+    learned, classical = tmp_path / "learned", tmp_path / "classical"
+    done = run_cli(files["plate"], "--out", learned, "--hdri", files["hdri"], "--albedo", "learned")
+    assert done.returncode == 0, done.stderr
+    assert run_cli(files["plate"], "--out", classical, "--hdri", files["hdri"]).returncode == 0
+    a, b = read_outputs(learned), read_outputs(classical)
+    inside = a["alpha"] > 0
+    assert a["albedo"].min() >= 0.0 and a["albedo"].max() <= 1.0 + 1e-3 and np.all(a["albedo"][~inside] == 0)
+    assert np.abs(a["albedo"] - b["albedo"])[inside].mean() > 0.01
+    composed = a["albedo"] * a["diffuse"] + a["specular"]
+    np.testing.assert_allclose(a["relit"][..., :3][inside], composed[inside], rtol=2e-3, atol=2e-3)  # half floats
+    assert_input_error(run_cli(files["plate"], "--out", tmp_path / "x", "--hdri", files["hdri"], "--albedo", "net"),
+                       "--albedo", code=2)
+
+
 def test_world_blend_lights_like_the_equivalent_hdri(files, tmp_path):
     blend = make_world_blend(tmp_path / "world.blend", files["hdri"], mapping_z_deg=30.0)
     by_world, by_hdri, turned = tmp_path / "world", tmp_path / "hdri", tmp_path / "turned"

@@ -12,14 +12,11 @@ for looking, not a held-out score (tools/panorama_eval.py and `make eval` report
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
-from package_loader import ROOT, load_package
+from package_loader import load_package
+from portrait_sheet import portrait_plates, sheet_arguments, write_sheet
 
-TILE = 192
-LONG_EDGE = 384
 # (label, collection, file, camera yaw, pitch, horizontal FOV in degrees)
 SCENES = (
     ("sunset", "shared", "venice_sunset_1k.hdr", 100.0, 5.0, 60.0),
@@ -30,11 +27,7 @@ SCENES = (
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--portraits", type=Path, default=ROOT.parent / "shared" / "data" / "portraits")
-    parser.add_argument("--out", type=Path, default=ROOT / "out" / "background_sheet.png")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N portraits")
-    args = parser.parse_args(argv)
+    args = sheet_arguments(__doc__.splitlines()[0], "background_sheet.png").parse_args(argv)
     load_package()
     import numpy as np
 
@@ -42,19 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     from portrait_relight.evaluation.panorama_figures import background_crop
     from portrait_relight.inference import pipeline
     from portrait_relight.inference.errors import RelightInputError
-    from portrait_relight.inference.io.imageio import linear_to_srgb, read_hdri, read_plate, srgb_to_linear, write_png
+    from portrait_relight.inference.io.imageio import linear_to_srgb, read_hdri
     from portrait_relight.inference.lighting.background_light import estimate_environment
     from portrait_relight.inference.lighting.panorama import estimate_environment_v1
-    from portrait_relight.inference.resample import resize, working_size
     from portrait_relight.inference.settings import RelightSettings
 
-    portraits = sorted(args.portraits.glob("*.jpg")) + sorted(args.portraits.glob("*.png"))
     rows = []
-    for path in portraits[: args.limit]:
-        plate = read_plate(path)
-        height, width = working_size(*plate.shape[:2], LONG_EDGE)
-        plate = resize(plate, height, width)
-        th, tw = working_size(height, width, TILE)
+    for path, plate in portrait_plates(args):
+        height, width = plate.shape[:2]
         tiles = [np.clip(linear_to_srgb(plate), 0.0, 1.0)]
         for _, collection, name, yaw, pitch, fov in SCENES:
             radiance = read_hdri(hdri_path({"collection": collection, "name": name}))
@@ -68,12 +56,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{path.name}: {exc}", flush=True)
                     composite = crop.background
                 tiles.append(np.clip(linear_to_srgb(composite[..., :3]), 0.0, 1.0))
-        rows.append(np.concatenate([resize(tile, th, tw) for tile in tiles], axis=1))
+        rows.append(tiles)
         print(f"{path.name}: done", flush=True)
-    widest = max(r.shape[1] for r in rows)
-    sheet = np.concatenate([np.pad(r, ((0, 0), (0, widest - r.shape[1]), (0, 0))) for r in rows], axis=0)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_png(args.out, srgb_to_linear(sheet))  # the tiles are display values already
+    write_sheet(rows, args.out)
     labels = " | ".join(f"{label}: true HDRI, v1, v2" for label, *_ in SCENES)
     print(f"wrote {args.out} ({len(rows)} portraits: plate | {labels})")
     return 0

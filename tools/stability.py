@@ -2,6 +2,7 @@
 the relit pass varies from frame to frame, against how much the plate itself does (the gate: at most 1.5x).
 
     .venv/bin/python tools/stability.py [--frames 6] [--size 320] [--normals classical|learned|both]
+                                        [--albedo classical|learned|both]
 
 Frames are realigned by their jitter before comparing, so only flicker counts, not the motion itself. Variation is
 the mean absolute frame-to-frame difference inside the subject (alpha > 0.5 in every frame), relative to the
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import sys
 
 from package_loader import load_package
@@ -24,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=6)
     parser.add_argument("--size", type=int, default=320)
     parser.add_argument("--normals", choices=("classical", "learned", "both"), default="both")
+    parser.add_argument("--albedo", choices=("classical", "learned", "both"), default="classical")
     args = parser.parse_args(argv)
     load_package()
     import numpy as np
@@ -55,16 +58,19 @@ def main(argv: list[str] | None = None) -> int:
     def variation(stack: np.ndarray, mask: np.ndarray) -> float:
         return float(np.abs(np.diff(stack, axis=0)).mean(axis=-1)[:, mask].mean())
 
-    methods = ("classical", "learned") if args.normals == "both" else (args.normals,)
-    for method in methods:
-        settings = dataclasses.replace(RelightSettings(), normals=method)
+    def choices(option: str) -> tuple[str, ...]:
+        return ("classical", "learned") if option == "both" else (option,)
+
+    for normals, albedo in itertools.product(choices(args.normals), choices(args.albedo)):
+        settings = dataclasses.replace(RelightSettings(), normals=normals, albedo=albedo)
+        method = f"normals {normals}, albedo {albedo}"
         results = [pipeline.relight(plate, environment, settings).passes for plate in plates]
         alpha = aligned([r["alpha"] for r in results])
         mask = (alpha > 0.5).all(axis=0)
         plate_var = variation(aligned(plates), mask)
         relit_var = variation(aligned([r["relit"][..., :3] for r in results]), mask)
         normal_var = variation(aligned([r["normal"] for r in results]), mask)
-        print(f"{method:<10} relit variation / plate variation = {relit_var / plate_var:.2f} "
+        print(f"{method:<36} relit variation / plate variation = {relit_var / plate_var:.2f} "
               f"(plate {plate_var:.4f}, relit {relit_var:.4f}; normals {normal_var:.4f} per frame), "
               f"{args.frames} frames at {size}x{size}, gate <= 1.5", flush=True)
     return 0

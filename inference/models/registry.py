@@ -98,8 +98,15 @@ GEOMETRY_NET = ModelSpec(
     "953c8c8b85f58f85ea392f18ef4522d95b39bcf0d9d58cabdff207190ea14d5a",
     ModelContract((1, 4, "height", "width"), ((1, 3, "height", "width"),)), OWN_LICENCE)
 
+ALBEDO_NET = ModelSpec(
+    "albedo_net", "the plate's log source shading from plate, matte and normals on the subject's crop "
+                  "(stages/albedo_net.py)",
+    CommittedOnnx("training/albedo.py"),
+    "acd1f5c4e7bfe740fea8227a8f076f1ddc4a2198591ac2d7940423defb2e280b",
+    ModelContract((1, 7, "height", "width"), ((1, 3, "height", "width"),)), OWN_LICENCE)
+
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (SELFIE_SEGMENTATION, FACE_DETECTOR, FACE_LANDMARKS,
-                                                             GEOMETRY_NET)}
+                                                             GEOMETRY_NET, ALBEDO_NET)}
 
 
 def model_names() -> str:

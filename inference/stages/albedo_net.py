@@ -1,5 +1,5 @@
-"""The learned albedo net's contract (trained by training/albedo.py; not yet a product stage: the classical
-albedo stays in use until the net has weights that beat it, see the issue "Learned relighting module").
+"""The learned albedo stage (`--albedo learned`, the shot setting *Albedo*): the albedo net trained by
+training/albedo.py, committed as inference/models/albedo_net.onnx (model card in models/CONTRACTS.md).
 
 Like the geometry net (normals_net.py) it works on the subject's square crop at a working size S:
 - input  (1, 7, S, S) float32: the plate's sRGB-encoded RGB in [0, 1], the matte, and camera-space unit normals
@@ -16,10 +16,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .normals_net import WORK_SIZE, SubjectCrop, net_input
+from ..models.registry import ALBEDO_NET
+from ..models.session import load_model
+from ..settings import RelightSettings
+from .normals_net import WORK_SIZE, SubjectCrop, guided_upsample, net_input, plate_guide, subject_crop
 
 IN_CHANNELS, OUT_CHANNELS = 7, 3
 LOG_EPS = 1e-3  # linear units added before logs: keeps black pixels finite
+SHADING_FLOOR = 0.05  # of the reference shading: deep shadow is divided by at most 1/0.05 (noise, not albedo)
+MIN_REFERENCE_PIXELS = 500  # face pixels needed to set the exposure on the face alone
+_LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 
 
 def albedo_net_input(plate_linear: np.ndarray, alpha: np.ndarray, normals: np.ndarray, crop: SubjectCrop,
@@ -35,3 +41,25 @@ def albedo_net_input(plate_linear: np.ndarray, alpha: np.ndarray, normals: np.nd
 def log_shading(plate_linear: np.ndarray, albedo: np.ndarray) -> np.ndarray:
     """The net's target: log((plate + eps) / (albedo + eps)) per channel."""
     return np.log(np.maximum(plate_linear, 0.0) + LOG_EPS) - np.log(np.maximum(albedo, 0.0) + LOG_EPS)
+
+
+def estimate_albedo_learned(foreground: np.ndarray, alpha: np.ndarray, normals: np.ndarray, face_mask: np.ndarray,
+                            settings: RelightSettings) -> np.ndarray:
+    """(H, W, 3) albedo in [0, 1], 0 outside the matte: the foreground divided by the net's source shading.
+
+    The shading comes back to the plate by edge-aware guided upsampling (the plate's luminance guides it, as for
+    the learned normals) and its exposure is set by convention, like the classical stage's: median shading
+    luminance 1 on the face (on the opaque matte when too little face is found)."""
+    height, width = alpha.shape
+    crop = subject_crop(alpha)
+    model = load_model(ALBEDO_NET, settings)
+    output = model.run(albedo_net_input(foreground, alpha, normals, crop, WORK_SIZE))[model.outputs[0]]
+    low = np.asarray(output, np.float32)[0].transpose(1, 2, 0)
+    shading = np.exp(crop.put_back(guided_upsample(low, plate_guide(foreground, crop)), height, width))
+    reference = (alpha > 0.9) & (face_mask > 0.5)
+    if reference.sum() < MIN_REFERENCE_PIXELS:
+        reference = alpha > 0.9
+    level = float(np.median(shading[reference] @ _LUMA)) if reference.any() else 1.0
+    shading /= max(level, 1e-6)
+    albedo = np.clip(foreground[..., :3] / np.maximum(shading, SHADING_FLOOR), 0.0, 1.0)
+    return (albedo * (alpha > 0)[..., None]).astype(np.float32)

@@ -110,6 +110,12 @@ def guided_upsample(low: np.ndarray, guide: np.ndarray) -> np.ndarray:
     return resize(box(a), side, side) * guide[..., None] + resize(box(b), side, side)
 
 
+def plate_guide(plate_linear: np.ndarray, crop: SubjectCrop) -> np.ndarray:
+    """The guide of guided_upsample on `crop` at full size: the plate's sRGB-encoded luminance in [0, 1]."""
+    luminance = np.asarray(plate_linear[..., :3], np.float32) @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    return crop.take(np.clip(linear_to_srgb(luminance), 0.0, 1.0), crop.side)
+
+
 def estimate_normals_learned(plate_linear: np.ndarray, alpha: np.ndarray, settings: RelightSettings) -> np.ndarray:
     """(H, W, 3) unit camera-space normals from the geometry net, 0 where alpha is 0."""
     height, width = alpha.shape
@@ -117,9 +123,7 @@ def estimate_normals_learned(plate_linear: np.ndarray, alpha: np.ndarray, settin
     model = load_model(GEOMETRY_NET, settings)
     output = model.run(net_input(plate_linear, alpha, crop, WORK_SIZE))[model.outputs[0]]
     low = unit_normals(output)
-    luminance = np.asarray(plate_linear[..., :3], np.float32) @ np.array([0.2126, 0.7152, 0.0722], np.float32)
-    guide = crop.take(np.clip(linear_to_srgb(luminance), 0.0, 1.0), crop.side)
-    full = crop.put_back(guided_upsample(low, guide), height, width)
+    full = crop.put_back(guided_upsample(low, plate_guide(plate_linear, crop)), height, width)
     length = np.linalg.norm(full, axis=-1, keepdims=True)
     full = np.where(length > 1e-6, full / np.maximum(length, 1e-6), 0.0)
     full[alpha <= 0.0] = 0.0

@@ -1,0 +1,66 @@
+"""Contact sheet: the real portraits relit under a warm sunset and an interior HDRI, the classical stages (v1)
+beside the learned ones, to judge the nets where there is no ground truth.
+
+    .venv/bin/python tools/relight_sheet.py [--portraits ../shared/data/portraits] [--out out/relight_sheet.png]
+
+Per portrait row: the plate, then per HDRI the relit subject (straight colour over black, the relit pass) with
+v1 (classical normals and albedo), learned albedo, and learned normals + albedo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from package_loader import load_package
+from portrait_sheet import portrait_plates, sheet_arguments, write_sheet
+
+HDRIS = (("blender", "sunset.exr", 90.0), ("shared", "st_fagans_interior_1k.hdr", 0.0))  # (collection, file, turn)
+METHODS = (("v1", "classical", "classical"), ("learned albedo", "classical", "learned"),
+           ("learned normals+albedo", "learned", "learned"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sheet_arguments(__doc__.splitlines()[0], "relight_sheet.png").parse_args(argv)
+    load_package()
+    import numpy as np
+
+    from portrait_relight.evaluation.cases import hdri_path
+    from portrait_relight.inference import pipeline
+    from portrait_relight.inference.errors import RelightInputError
+    from portrait_relight.inference.io.imageio import linear_to_srgb, read_hdri
+    from portrait_relight.inference.lighting.environment import Environment
+    from portrait_relight.inference.settings import RelightSettings
+    from portrait_relight.inference.stages import lightmaps
+
+    lights = []
+    for collection, name, turn in HDRIS:
+        environment = Environment.centred(read_hdri(hdri_path({"collection": collection, "name": name})), turn)
+        lights.append((environment, lightmaps.prefilter(environment)))
+    rows = []
+    for path, plate in portrait_plates(args):
+        tiles = [np.clip(linear_to_srgb(plate), 0.0, 1.0)]
+        for environment, prefiltered in lights:
+            for _, normals, albedo in METHODS:
+                settings = dataclasses.replace(RelightSettings(), normals=normals, albedo=albedo)
+                try:
+                    relit = pipeline.relight(plate, environment, settings, prefiltered=prefiltered).passes["relit"]
+                    # exposure by convention: the relit subject's median brought to mid grey, as a colourist would
+                    colour = relit[..., :3] * relit[..., 3:]
+                    inside = relit[..., 3] > 0.9
+                    luminance = colour[inside] @ np.array([0.2126, 0.7152, 0.0722])
+                    tile = colour * (0.18 / max(float(np.median(luminance)) if inside.any() else 1.0, 1e-6))
+                except RelightInputError as exc:
+                    print(f"{path.name}: {exc}", flush=True)
+                    tile = np.zeros_like(plate)
+                tiles.append(np.clip(linear_to_srgb(tile), 0.0, 1.0))
+        rows.append(tiles)
+        print(f"{path.name}: done", flush=True)
+    write_sheet(rows, args.out)
+    columns = " | ".join(f"{name}: " + ", ".join(label for label, *_ in METHODS) for _, name, _ in HDRIS)
+    print(f"wrote {args.out} ({len(rows)} portraits: plate | {columns})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
