@@ -20,6 +20,7 @@ from scipy.optimize import nnls
 
 from ..inference.lighting.background_light import COMPONENTS, light_components
 from ..inference.lighting.environment import CAMERA_TO_CENTRED_PANORAMA, Environment, pixel_directions
+from ..inference.stages.albedo import sh_basis
 from ..inference.stages.lightmaps import box_downsample, ring_solid_angles
 from .panorama_figures import BackgroundCrop, background_crop
 
@@ -27,14 +28,6 @@ CALIBRATION_HEIGHT = 64  # the components are smooth: order-2 harmonics need no 
 TRUTH_HEIGHT = 128  # true panoramas are box-averaged to this before projection (a sun keeps its energy)
 # clamped-cosine convolution per band (Ramamoorthi & Hanrahan 2001): irradiance E_lm = A_l L_lm
 _BAND_GAINS = np.array([np.pi] + [2.0 * np.pi / 3.0] * 3 + [np.pi / 4.0] * 5)
-
-
-def sh9_basis(directions: np.ndarray) -> np.ndarray:
-    """Real orthonormal spherical harmonics up to order 2 at unit directions (..., 3) -> (..., 9)."""
-    x, y, z = directions[..., 0], directions[..., 1], directions[..., 2]
-    c1, c2, c3 = 0.488603, 1.092548, 0.315392
-    return np.stack([np.full_like(x, 0.282095), c1 * y, c1 * z, c1 * x, c2 * x * y, c2 * y * z,
-                     c3 * (3.0 * z * z - 1.0), c2 * x * z, 0.546274 * (x * x - y * y)], axis=-1)
 
 
 def irradiance_sh9(environment: Environment, max_height: int = TRUTH_HEIGHT) -> np.ndarray:
@@ -46,7 +39,7 @@ def irradiance_sh9(environment: Environment, max_height: int = TRUTH_HEIGHT) -> 
     height, width = radiance.shape[:2]
     directions = pixel_directions(height, width) @ environment.cam_to_env  # q @ M = M^T q: camera frame
     rings = np.asarray(ring_solid_angles(height, width), np.float64).reshape(height, -1)
-    weighted = sh9_basis(directions) * np.broadcast_to(rings, (height, width))[..., None]
+    weighted = sh_basis(directions) * np.broadcast_to(rings, (height, width))[..., None]
     coefficients = np.einsum("hwk,hwc->kc", weighted, radiance.astype(np.float64))
     return (_BAND_GAINS[:, None] * coefficients).ravel()
 

@@ -14,7 +14,6 @@ from portrait_relight.evaluation.panorama_calibration import (
     fit_gains,
     held_out_gains,
     irradiance_sh9,
-    sh9_basis,
 )
 from portrait_relight.inference.errors import RelightInputError
 from portrait_relight.inference.io.imageio import read_plate
@@ -22,6 +21,7 @@ from portrait_relight.inference.lighting import background_light
 from portrait_relight.inference.lighting.environment import CAMERA_TO_CENTRED_PANORAMA, Environment, pixel_directions
 from portrait_relight.inference.lighting.panorama import estimate_environment_v1
 from portrait_relight.inference.lighting.sources import resolve_lighting
+from portrait_relight.inference.stages.albedo import sh_basis
 
 SKY, GROUND = (0.35, 0.45, 0.6), (0.25, 0.22, 0.2)
 SUN_RADIUS_DEG = 2.0
@@ -81,7 +81,7 @@ def test_irradiance_harmonics_match_the_products_diffuse_light_map():
     env = Environment(radiance, CAMERA_TO_CENTRED_PANORAMA @ np.array([[0, 0, 1.0], [0, 1, 0], [-1, 0, 0]]))
     probe = figures.irradiance_probe(env, height=16)
     coefficients = irradiance_sh9(env).reshape(9, 3)
-    from_harmonics = sh9_basis(probe.normals) @ coefficients / math.pi  # the light map is irradiance / pi
+    from_harmonics = sh_basis(probe.normals) @ coefficients / math.pi  # the light map is irradiance / pi
     error = np.linalg.norm(from_harmonics - probe.irradiance) / np.linalg.norm(probe.irradiance)
     assert error < 0.03, error
 
