@@ -2,7 +2,8 @@
 training/albedo.py, committed as inference/models/albedo_net.onnx (model card in models/CONTRACTS.md).
 
 Like the geometry net (normals_net.py) it works on the subject's square crop at a working size S:
-- input  (1, 7, S, S) float32: the plate's sRGB-encoded RGB in [0, 1], the matte, and camera-space unit normals
+- input  (1, 7, S, S) float32: the plate's sRGB-encoded RGB in [0, 1] (the product passes the matting stage's
+  foreground, the plate with background spill removed), the matte, and camera-space unit normals
   (whichever normals stage ran; 0 outside the matte);
 - output (1, 3, S, S) float32: the log of the plate's per-channel source shading, log(plate / albedo), light
   colour included, up to one global offset (a photo cannot tell a dark subject in bright light from a light one
@@ -47,9 +48,9 @@ def estimate_albedo_learned(foreground: np.ndarray, alpha: np.ndarray, normals: 
                             settings: RelightSettings) -> np.ndarray:
     """(H, W, 3) albedo in [0, 1], 0 outside the matte: the foreground divided by the net's source shading.
 
-    The shading comes back to the plate by edge-aware guided upsampling (the plate's luminance guides it, as for
-    the learned normals) and its exposure is set by convention, like the classical stage's: median shading
-    luminance 1 on the face (on the opaque matte when too little face is found)."""
+    The shading comes back to the plate by edge-aware guided upsampling (the foreground's luminance guides it, as
+    the plate's does for the learned normals) and its exposure is set by convention, like the classical stage's:
+    median shading luminance 1 on the face (on the opaque matte when too little face is found)."""
     height, width = alpha.shape
     crop = subject_crop(alpha)
     model = load_model(ALBEDO_NET, settings)
