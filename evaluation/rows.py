@@ -1,12 +1,13 @@
 """The methods compared per case: the product itself, the no-relighting baseline, and per-stage oracles.
 
 "ours" is `inference.pipeline.relight`, the very code behind ./relight (with the default settings: classical
-normals and albedo); "learned normals" / "learned albedo" / "learned normals+albedo" are the same with
-`--normals learned` / `--albedo learned` / both. "light from background" (v2) and "... v1" are `ours` under the
-light each estimator infers from `background_photo` alone, the two-picture path; relit error is still scored
-against the target HDRI's ground truth. The oracle rows swap ground truth into one stage and rerun the stages
-after it through `pipeline.relight_subject`, the function `relight` itself uses after matting and geometry (tests
-check that with nothing swapped it reproduces `relight`).
+normals and albedo); "learned normals" is the same with `--normals learned`. The other rows run the product's
+matte and geometry once per normals method and the stages after them through `pipeline.relight_subject`, the
+function `relight` itself uses after matting and geometry (tests check that with nothing swapped it reproduces
+`relight`): "learned albedo" / "learned normals+albedo" with `--albedo learned` (and `--normals learned`);
+"light from background" (v2) and "... v1" under the light each estimator infers from `background_photo` alone,
+the two-picture path, still scored against the target HDRI's ground truth; the oracle rows with ground truth
+swapped into one stage.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from ..inference import pipeline
 from ..inference.errors import RelightInputError
 from ..inference.lighting.background_light import GAINS, estimate_environment
 from ..inference.lighting.environment import Environment
-from ..inference.lighting.panorama import estimate_environment_v1
 from ..inference.settings import RelightSettings
 from ..inference.stages import geometry, lightmaps, matting
 from .cases import GroundTruthCase, shared_dir, target_environment
 from .panorama_calibration import pool_held_out_gains
 from .panorama_figures import display_photo
+from .panorama_v1 import estimate_environment_v1
 
 ROW_NAMES = ("ours", "learned normals", "learned albedo", "learned normals+albedo", "light from background",
              "light from background v1", "naive composite", "oracle alpha", "oracle normals", "oracle normals+albedo",
@@ -155,9 +156,24 @@ def _method_outputs(case: GroundTruthCase, settings: RelightSettings,
 
     attempt("ours", lambda: ours(plate, environment, settings, prefiltered))
     attempt("learned normals", lambda: ours(plate, environment, replace(settings, normals="learned"), prefiltered))
-    attempt("learned albedo", lambda: ours(plate, environment, replace(settings, albedo="learned"), prefiltered))
-    attempt("learned normals+albedo", lambda: ours(plate, environment, replace(settings, normals="learned",
-                                                                                albedo="learned"), prefiltered))
+    product: dict[str, StageInputs | RelightInputError] = {}
+
+    def stages_with(normals: str) -> StageInputs:
+        """The product's matte and geometry with `normals`, computed once for all the rows that share them."""
+        if normals not in product:
+            try:
+                product[normals] = product_stages(plate, replace(settings, normals=normals))
+            except RelightInputError as exc:
+                product[normals] = exc
+        if isinstance(product[normals], RelightInputError):
+            raise product[normals]
+        return product[normals]
+
+    attempt("learned albedo", lambda: compose(stages_with("classical"), environment,
+                                              replace(settings, albedo="learned"), prefiltered))
+    attempt("learned normals+albedo", lambda: compose(stages_with("learned"), environment,
+                                                      replace(settings, normals="learned", albedo="learned"),
+                                                      prefiltered))
     if any(r.startswith("light from background") for r in rows):
         photo = background_photo(case, environment)
         estimates = {"light from background": lambda: estimate_environment(photo, case.fov_deg,
@@ -166,7 +182,7 @@ def _method_outputs(case: GroundTruthCase, settings: RelightSettings,
         for name, estimate in estimates.items():
             def relit_by_estimate(estimate=estimate) -> MethodOutput:
                 estimated = estimate()
-                return ours(plate, estimated, settings, lightmaps.prefilter(estimated))
+                return compose(stages_with("classical"), estimated, settings, lightmaps.prefilter(estimated))
 
             attempt(name, relit_by_estimate)
     attempt("naive composite", lambda: naive_composite(plate))
@@ -185,11 +201,10 @@ def _method_outputs(case: GroundTruthCase, settings: RelightSettings,
     if not wants_normals:
         return out
     try:
-        product = product_stages(plate, settings)
+        stages = with_gt_normals(stages_with("classical"), gt_normal, gt_alpha)
     except RelightInputError as exc:
         out.update({name: exc for name in wants_normals})
         return out
-    stages = with_gt_normals(product, gt_normal, gt_alpha)
     # The normals-only oracle also supplies the albedo used where the ground truth has none.
     normals_only = compose(stages, environment, settings, prefiltered)
     attempt("oracle normals", lambda: normals_only)

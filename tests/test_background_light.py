@@ -15,11 +15,11 @@ from portrait_relight.evaluation.panorama_calibration import (
     held_out_gains,
     irradiance_sh9,
 )
+from portrait_relight.evaluation.panorama_v1 import estimate_environment_v1
 from portrait_relight.inference.errors import RelightInputError
 from portrait_relight.inference.io.imageio import read_plate
 from portrait_relight.inference.lighting import background_light
 from portrait_relight.inference.lighting.environment import CAMERA_TO_CENTRED_PANORAMA, Environment, pixel_directions
-from portrait_relight.inference.lighting.panorama import estimate_environment_v1
 from portrait_relight.inference.lighting.sources import resolve_lighting
 from portrait_relight.inference.stages.albedo import sh_basis
 

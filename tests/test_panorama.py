@@ -7,7 +7,8 @@ import math
 
 import numpy as np
 
-from portrait_relight.inference.lighting import background_light, panorama
+from portrait_relight.evaluation import panorama_v1
+from portrait_relight.inference.lighting import background_light
 from portrait_relight.inference.lighting.environment import CAMERA_TO_CENTRED_PANORAMA
 from portrait_relight.inference.stages import lightmaps
 
@@ -90,12 +91,12 @@ def test_brighter_left_plate_lights_left_facing_normals_more():
 def test_v1_clipped_highlights_become_light_sources():
     plate = np.full((300, 400, 3), 0.2, np.float32)
     plate[20:80, 150:250] = 1.0  # a clipped window in an 8-bit-like plate
-    env = panorama.estimate_environment_v1(plate, 60.0, height=128)
-    assert env.radiance.max() > 0.5 * panorama.HIGHLIGHT_GAIN
+    env = panorama_v1.estimate_environment_v1(plate, 60.0, height=128)
+    assert env.radiance.max() > 0.5 * panorama_v1.HIGHLIGHT_GAIN
     np.testing.assert_allclose(np.median(env.radiance[60:68, 120:136]), 0.2, atol=0.01)  # unclipped: unchanged
     # a scene-referred plate (already HDR) is not expanded again
     hdr = plate * 8.0
-    env_hdr = panorama.estimate_environment_v1(hdr, 60.0, height=128)
+    env_hdr = panorama_v1.estimate_environment_v1(hdr, 60.0, height=128)
     assert env_hdr.radiance.max() <= 8.0 + 1e-4
 
 
@@ -103,7 +104,7 @@ def test_v1_sky_and_ground_colours_extrapolate():
     plate = np.zeros((200, 300, 3), np.float32)
     plate[:100] = (0.2, 0.3, 0.6)  # blue sky above
     plate[100:] = (0.3, 0.2, 0.1)  # brown ground below
-    env = panorama.estimate_environment_v1(plate, 40.0, height=128)
+    env = panorama_v1.estimate_environment_v1(plate, 40.0, height=128)
     zenith = env.radiance[2].mean(axis=0)
     nadir = env.radiance[-3].mean(axis=0)
     behind = env.radiance[40, 0]  # above the horizon, behind the camera

@@ -33,11 +33,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from portrait_relight.evaluation.cases import hdri_path
     from portrait_relight.evaluation.panorama_figures import background_crop
+    from portrait_relight.evaluation.panorama_v1 import estimate_environment_v1
     from portrait_relight.inference import pipeline
     from portrait_relight.inference.errors import RelightInputError
     from portrait_relight.inference.io.imageio import linear_to_srgb, read_hdri
     from portrait_relight.inference.lighting.background_light import estimate_environment
-    from portrait_relight.inference.lighting.panorama import estimate_environment_v1
     from portrait_relight.inference.settings import RelightSettings
 
     rows = []

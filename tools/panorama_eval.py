@@ -38,8 +38,8 @@ def main() -> int:
     from portrait_relight.evaluation import panorama_figures as figures
     from portrait_relight.evaluation.cases import shared_dir
     from portrait_relight.evaluation.panorama_calibration import calibration_crop, fit_gains, held_out_gains, pool_crops
+    from portrait_relight.evaluation.panorama_v1 import estimate_environment_v1
     from portrait_relight.inference.lighting.background_light import estimate_environment
-    from portrait_relight.inference.lighting.panorama import estimate_environment_v1
 
     crops = list(pool_crops(shared_dir(), args.crops, args.seed))
     calibration = [calibration_crop(hdri, crop) for hdri, _, crop in crops]

@@ -1,17 +1,9 @@
-"""Projecting a background plate onto the sphere, push-pull filling, and v1's estimate of an environment from it.
+"""Projecting a background plate onto the sphere and filling the rest by push-pull: what the light estimators build
+on (lighting/background_light.py; v1's, kept as the figures' baseline, is evaluation/panorama_v1.py).
 
-The product's estimator is background_light.estimate_environment (v2), built on the projection and fill here.
-v1, `estimate_environment_v1`, stays as the baseline the panorama figures compare against
-(tools/panorama_eval.py). The plate sees only the camera's frustum. v1 would
-1. inverse-tone-map it: a display-referred plate clips bright sky and windows near 1.0, which would make them
-   no brighter than a white wall; pixels near clipping are expanded smoothly (up to HIGHLIGHT_GAIN x) so they act
-   as real light sources. Plates that are already HDR (values well above 1) are left alone;
-2. project it onto the sphere with the camera's field of view (CONVENTIONS.md camera rays; the frustum lands
-   in the centre of a CAMERA_TO_CENTRED_PANORAMA equirect), area-averaging the plate down to the panorama's
-   pixel size first;
-3. fill the rest of the sphere by push-pull (multi-resolution normalised averaging, wrapping in azimuth)
-   against a weak prior: a vertical sky/ground gradient coloured from the plate's top and bottom rows. The
-   plate dominates near the frustum and fades into the prior a few tens of degrees away.
+The frustum lands in the centre of a CAMERA_TO_CENTRED_PANORAMA equirect (CONVENTIONS.md camera rays), the plate
+area-averaged down to the panorama's pixel size first; push-pull is multi-resolution normalised averaging,
+wrapping in azimuth.
 """
 
 from __future__ import annotations
@@ -19,31 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from .camera import half_extents
-from .environment import CAMERA_TO_CENTRED_PANORAMA, Environment, pixel_directions
+from .environment import CAMERA_TO_CENTRED_PANORAMA, pixel_directions
 
-HIGHLIGHT_START = 0.8  # luminance (scene-linear) where highlight expansion begins
-HIGHLIGHT_GAIN = 16.0  # radiance multiplier reached at full clipping (luminance 1.0)
 HDR_PLATE_MAX = 1.5  # a plate whose 99.9th percentile exceeds this is taken as scene-referred already
-PRIOR_WEIGHT = 1.0 / 1024.0  # per-pixel weight of the prior outside the frustum: the plate reaches ~2^5 px out
-_LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 
 
 def is_scene_referred(plate: np.ndarray) -> bool:
     """True for a plate that is HDR already (its 99.9th percentile above HDR_PLATE_MAX): nothing in it clipped."""
     return bool(plate.size and np.percentile(plate[::7, ::7], 99.9) > HDR_PLATE_MAX)
-
-
-def expand_highlights(plate: np.ndarray) -> np.ndarray:
-    """Inverse tone mapping: scale pixels whose luminance Y exceeds HIGHLIGHT_START by
-    1 + (HIGHLIGHT_GAIN - 1) * s^2, s = smoothstep(HIGHLIGHT_START, 1, Y); hue is kept (one gain per pixel)."""
-    plate = np.asarray(plate, np.float32)
-    if is_scene_referred(plate):
-        return plate
-    y = plate @ _LUMA
-    s = np.clip((y - HIGHLIGHT_START) / (1.0 - HIGHLIGHT_START), 0.0, 1.0)
-    s = s * s * (3.0 - 2.0 * s)
-    gain = 1.0 + (HIGHLIGHT_GAIN - 1.0) * s * s
-    return plate * gain[..., None]
 
 
 def _box_downsample_plate(plate: np.ndarray, factor: int) -> np.ndarray:
@@ -84,19 +59,6 @@ def project_plate(plate: np.ndarray, fov_deg: float, height: int) -> tuple[np.nd
     bottom = small[r1, c0] * (1 - fc) + small[r1, c1] * fc
     radiance = (top * (1 - fr) + bottom * fr) * inside[..., None]
     return radiance.astype(np.float32), inside.astype(np.float32)
-
-
-def _sky_ground_prior(plate: np.ndarray, height: int) -> np.ndarray:
-    """(height, 2 height, 3): plate's top-rows colour above the horizon, bottom-rows colour below, blended
-    over +-20 degrees of elevation (a plausible outdoor/indoor gradient that needs nothing but the plate)."""
-    band = max(1, plate.shape[0] // 10)
-    sky = plate[:band].reshape(-1, 3).mean(axis=0)
-    ground = plate[-band:].reshape(-1, 3).mean(axis=0)
-    elevation = 90.0 - (np.arange(height) + 0.5) * 180.0 / height
-    t = np.clip((elevation + 20.0) / 40.0, 0.0, 1.0)
-    t = t * t * (3.0 - 2.0 * t)
-    column = ground[None, :] * (1.0 - t[:, None]) + sky[None, :] * t[:, None]
-    return np.broadcast_to(column[:, None, :], (height, 2 * height, 3)).astype(np.float32)
 
 
 def _downsample2(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -140,17 +102,3 @@ def push_pull(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
         up = _upsample2(filled, w.shape)
         filled = v * w[..., None] + up * (1.0 - w[..., None])
     return filled.astype(np.float32)
-
-
-def estimate_environment_v1(background: np.ndarray, fov_deg: float, height: int = 256) -> Environment:
-    """HDR environment (height x 2 height equirect) from a scene-linear plate (H, W, 3) seen with horizontal-or-
-    vertical field of view `fov_deg` across the larger image dimension. cam_to_env = CAMERA_TO_CENTRED_PANORAMA
-    (the plate's centre is the panorama's centre column, its top is up)."""
-    plate = np.nan_to_num(np.asarray(background, np.float32)[..., :3], nan=0.0, posinf=0.0, neginf=0.0)
-    plate = expand_highlights(np.maximum(plate, 0.0))
-    projected, inside = project_plate(plate, fov_deg, height)
-    prior = _sky_ground_prior(plate, height)
-    weights = np.where(inside > 0, 1.0, PRIOR_WEIGHT).astype(np.float32)
-    values = np.where(inside[..., None] > 0, projected, prior)
-    radiance = push_pull(values, weights)
-    return Environment(np.ascontiguousarray(np.maximum(radiance, 0.0), np.float32), CAMERA_TO_CENTRED_PANORAMA.copy())
