@@ -5,9 +5,10 @@ normals and albedo); "learned normals" is the same with `--normals learned`. The
 matte and geometry once per normals method and the stages after them through `pipeline.relight_subject`, the
 function `relight` itself uses after matting and geometry (tests check that with nothing swapped it reproduces
 `relight`): "learned albedo" / "learned normals+albedo" with `--albedo learned` (and `--normals learned`);
-"light from background" (v2) and "... v1" under the light each estimator infers from `background_photo` alone,
-the two-picture path, still scored against the target HDRI's ground truth; the oracle rows with ground truth
-swapped into one stage.
+"learned shading" with `--shading learned` alone, "all learned" with the three nets; "light from background"
+(v2) and "... v1" under the light each estimator infers from `background_photo` alone, the two-picture path,
+still scored against the target HDRI's ground truth; the oracle rows with ground truth swapped into one stage
+("oracle normals+albedo, learned shading": the shading net fed exact inputs).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from .panorama_calibration import pool_held_out_gains
 from .panorama_figures import display_photo
 from .panorama_v1 import estimate_environment_v1
 
-ROW_NAMES = ("ours", "learned normals", "learned albedo", "learned normals+albedo", "light from background",
-             "light from background v1", "naive composite", "oracle alpha", "oracle normals", "oracle normals+albedo",
-             "oracle alpha+normals+albedo")
+ROW_NAMES = ("ours", "learned normals", "learned albedo", "learned normals+albedo", "learned shading", "all learned",
+             "light from background", "light from background v1", "naive composite", "oracle alpha", "oracle normals",
+             "oracle normals+albedo", "oracle normals+albedo, learned shading", "oracle alpha+normals+albedo")
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,11 @@ def _method_outputs(case: GroundTruthCase, settings: RelightSettings,
     attempt("learned normals+albedo", lambda: compose(stages_with("learned"), environment,
                                                       replace(settings, normals="learned", albedo="learned"),
                                                       prefiltered))
+    attempt("learned shading", lambda: compose(stages_with("classical"), environment,
+                                               replace(settings, shading="learned"), prefiltered))
+    attempt("all learned", lambda: compose(stages_with("learned"), environment,
+                                           replace(settings, normals="learned", albedo="learned", shading="learned"),
+                                           prefiltered))
     if any(r.startswith("light from background") for r in rows):
         photo = background_photo(case, environment)
         estimates = {"light from background": lambda: estimate_environment(photo, case.fov_deg,
@@ -197,7 +203,8 @@ def _method_outputs(case: GroundTruthCase, settings: RelightSettings,
             return compose(stages, environment, settings, prefiltered, albedo=albedo)
 
         attempt("oracle alpha+normals+albedo", full_oracle)
-    wants_normals = [r for r in ("oracle normals", "oracle normals+albedo") if r in rows]
+    wants_normals = [r for r in ("oracle normals", "oracle normals+albedo", "oracle normals+albedo, learned shading")
+                     if r in rows]
     if not wants_normals:
         return out
     try:
@@ -210,4 +217,7 @@ def _method_outputs(case: GroundTruthCase, settings: RelightSettings,
     attempt("oracle normals", lambda: normals_only)
     albedo = gt_albedo_inside(gt_albedo, gt_alpha, normals_only.albedo, stages.alpha)
     attempt("oracle normals+albedo", lambda: compose(stages, environment, settings, prefiltered, albedo=albedo))
+    attempt("oracle normals+albedo, learned shading", lambda: compose(stages, environment,
+                                                                      replace(settings, shading="learned"),
+                                                                      prefiltered, albedo=albedo))
     return out

@@ -17,7 +17,9 @@ Shots: PLATE may be an image sequence `name.####.ext` (Blender's # pattern, # co
 DIR/<name>.<frame>.exr and DIR/<name>.<frame>_preview.png (frame padded as in the pattern; 4 for movies) and
 prints one line; frames already complete are skipped, so re-running resumes, and overlapping --frames slices may
 run at once (inference/shots/). A summary line ends the run; exit 1 if any frame failed, with one stderr line
-per failed frame naming its file. A bad pattern or --frames exits before any frame with one line.
+per failed frame naming its file. A bad pattern or --frames exits before any frame with one line. With a shot,
+--background may move too (a sequence or movie): plate frame first+k goes over background frame first+k, and
+light estimated from it is estimated once for the whole shot (inference/shots/background.py).
 --colorspace NAME: the Blender colour space PLATE's values are encoded in (default: sRGB for 8/16-bit files and
 movies, linear for float files), converted to scene-linear with Blender's OCIO config when the bpy module is
 installed (found without importing it; $OCIO overrides), else only sRGB and Linear Rec.709 are available.
@@ -35,14 +37,20 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import Cancelled, Progress, RelightInputError
 from .io.imageio import MIN_PLATE_SIDE
 from .lighting.sources import Lighting, WorldLight, fov_problem, resolve_lighting, rotation_problem
-from .settings import ALBEDO_METHODS, DEFAULT_FOV_DEG, NORMALS_METHODS, PROVIDERS, RelightSettings
+from .settings import ALBEDO_METHODS, DEFAULT_FOV_DEG, NORMALS_METHODS, PROVIDERS, SHADING_METHODS, RelightSettings
 from .shots.frames import format_frames, parse_frames
 from .shots.runner import FrameEvent
 from .shots.sources import ImageSequence, is_movie, is_sequence_pattern
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .shots.background import MovingBackground
 
 # (.blend path, plate width, plate height) -> its world's light seen from its active camera (operators/world.py)
 BlendWorldReader = Callable[[str, int, int], WorldLight]
@@ -74,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="turn the HDRI about the vertical axis (same sense as Blender's Mapping Z rotation)")
     parser.add_argument("--world-blend", metavar="FILE.blend",
                         help="use that file's world HDRI, oriented into its active camera's view")
-    parser.add_argument("--background", help="plate to composite onto; alone, also the source of the lighting")
+    parser.add_argument("--background", help="plate to composite onto (with a shot, also a sequence or movie); "
+                        "alone, also the source of the lighting")
     parser.add_argument("--fov", type=float, default=None, metavar="DEG",
                         help=f"camera field of view across the larger image side (default {DEFAULT_FOV_DEG:g}, "
                              "or the .blend camera's)")
@@ -89,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--albedo", choices=ALBEDO_METHODS, default=RelightSettings.albedo,
                         help="how albedo is estimated: the classical v1 stage or the learned albedo net "
                              f"(default {RelightSettings.albedo})")
+    parser.add_argument("--shading", choices=SHADING_METHODS, default=RelightSettings.shading,
+                        help="how the light maps become shading: v1's fixed blend or the learned shading net "
+                             f"(shadows, occlusion, per-pixel specular; default {RelightSettings.shading})")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="ONNX Runtime threads, 1 or more (default: the runtime decides)")
     parser.add_argument("--provider", choices=PROVIDERS, default=RelightSettings.provider,
@@ -131,12 +143,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def options_lighting(args: argparse.Namespace, plate_shape: Callable[[], tuple[int, ...]],
-                     read_blend_world: BlendWorldReader | None) -> Lighting:
-    """The Lighting the options name; `plate_shape` is only called (for the camera's FOV) with --world-blend."""
+                     read_blend_world: BlendWorldReader | None, background: np.ndarray | None = None) -> Lighting:
+    """The Lighting the options name; `plate_shape` is only called (for the camera's FOV) with --world-blend.
+    `background` stands for --background when that is a moving plate (what its light is estimated from)."""
     from .io.imageio import read_plate
     from .lighting.sources import background_problem
 
-    background = read_plate(args.background) if args.background else None
+    if background is None and args.background:
+        if is_sequence_pattern(args.background) or is_movie(args.background):
+            raise RelightInputError(args.background, "a moving background (an image sequence or a movie) needs a "
+                                                     "plate sequence or movie to go with it")
+        background = read_plate(args.background)
     lit_by_background = background is not None and not args.hdri and not args.world_blend
     if lit_by_background and (problem := background_problem(background)):
         raise RelightInputError(args.background, problem)  # named here: resolve_lighting only sees pixels
@@ -160,7 +177,8 @@ def _check_models_dir(args: argparse.Namespace) -> None:
 
 def _settings(args: argparse.Namespace, lighting: Lighting) -> RelightSettings:
     return RelightSettings(fov_deg=lighting.fov_deg, threads=args.threads or 0, models_dir=args.models_dir,
-                           normals=args.normals, albedo=args.albedo, provider=args.provider)
+                           normals=args.normals, albedo=args.albedo, shading=args.shading,
+                           provider=args.provider)
 
 
 def _first_frame_shape(shot, frames: list[int]) -> tuple[int, int]:
@@ -174,6 +192,23 @@ def _first_frame_shape(shot, frames: list[int]) -> tuple[int, int]:
         except RelightInputError as exc:
             first_error = first_error or exc
     raise first_error
+
+
+def _moving_background(args: argparse.Namespace, shot, frames: list[int]) -> MovingBackground | None:
+    """--background as a MovingBackground when it names an image sequence or a movie (checked to cover `frames`),
+    else None."""
+    if not args.background or not (is_sequence_pattern(args.background) or is_movie(args.background)):
+        return None
+    from .shots.background import MovingBackground
+    from .shots.sources import open_shot
+
+    moving = MovingBackground(open_shot(args.background), shot.available_frames()[0])
+    try:
+        moving.check_covers(frames)
+    except RelightInputError:
+        moving.shot.close()
+        raise
+    return moving
 
 
 def _event_line(event: FrameEvent) -> str:
@@ -197,6 +232,7 @@ def run_shot(args: argparse.Namespace, read_blend_world: BlendWorldReader | None
     out_dir = Path(args.out)
     # A bad pattern or movie (or a movie's frame size) fails here, before the output folder is made.
     shot = open_shot(args.plate, args.colorspace, min_side=MIN_PLATE_SIDE)
+    moving = None
     try:
         frames = select_frames(shot, args.frame_list)
         if isinstance(shot, ImageSequence):
@@ -208,7 +244,9 @@ def run_shot(args: argparse.Namespace, read_blend_world: BlendWorldReader | None
                                                      f"{format_frames(clashes)}: choose another output folder")
         check_output_folder(out_dir)
         _check_models_dir(args)
-        lighting = options_lighting(args, lambda: _first_frame_shape(shot, frames), read_blend_world)
+        moving = _moving_background(args, shot, frames)
+        lighting = options_lighting(args, lambda: _first_frame_shape(shot, frames), read_blend_world,
+                                    moving.light_plate() if moving else None)
         settings = _settings(args, lighting)
         print(f"relighting {len(frames)} frame(s) {format_frames(frames)} of {shot.source} into {out_dir} "
               f"(set-up {time.perf_counter() - clock:.2f} s)", flush=True)
@@ -217,9 +255,12 @@ def run_shot(args: argparse.Namespace, read_blend_world: BlendWorldReader | None
             print(_event_line(event), flush=True)
 
         summary = relight_frames(shot_frames(shot, frames, out_dir), out_dir, lighting.environment, settings,
-                                 lighting.background, report=report, progress=progress or (lambda *_: True))
+                                 moving.read if moving else lighting.background, report=report,
+                                 progress=progress or (lambda *_: True))
     finally:
         shot.close()
+        if moving:
+            moving.shot.close()
     per_frame = f", {summary.seconds / len(summary.relit):.2f} s per relit frame" if summary.relit else ""
     print(f"{len(frames)} frame(s): {len(summary.relit)} relit, {len(summary.skipped)} skipped, "
           f"{len(summary.failed)} failed in {time.perf_counter() - clock:.2f} s{per_frame}", flush=True)

@@ -106,13 +106,24 @@ def relight_subject(foreground: np.ndarray, alpha: np.ndarray, normals: np.ndarr
     done("albedo")
 
     rays = camera_rays(width, height, settings.fov_deg, box)
-    weights = shading.lobe_weights(shading.skin_likelihood(foreground, alpha, face_mask), normals, rays,
-                                   settings.specular_strength)
     if prefiltered is None:
         prefiltered = lightmaps.prefilter(environment)
+    if settings.shading == "learned":
+        from .stages.shading_net import predict_shading  # loads a model: only when chosen
+
+        ratio, weights = predict_shading(foreground, alpha, normals, albedo, prefiltered, settings.fov_deg, settings,
+                                         frame_size=(width, height), offset=(box[0].start, box[1].start))
+        weights *= np.float32(settings.specular_strength)
+    else:
+        ratio = None
+        weights = shading.lobe_weights(shading.skin_likelihood(foreground, alpha, face_mask), normals, rays,
+                                       settings.specular_strength)
     # The lobes are blended as they are looked up: the four full-size specular maps are never held at once.
     maps = lightmaps.light_maps(prefiltered, normals, rays, alpha > 0, lobe_weights=weights)
     del rays, weights
+    if ratio is not None:
+        # the net's diffuse shading: the light map with its shadows and occlusion (the pass the product writes)
+        maps = lightmaps.LightMaps(maps.diffuse * ratio, maps.specular)
     done("light_maps")
 
     shaded = shading.shade(albedo, maps.diffuse, maps.specular, alpha)

@@ -10,6 +10,10 @@ NORMALS_METHODS = ("classical", "learned")
 # How albedo is estimated: the classical v1 stage (a white-light SH shading fit divided out) or the learned albedo
 # net (stages/albedo_net.py: the source shading, light colour included, predicted and divided out).
 ALBEDO_METHODS = ("classical", "learned")
+# How the light maps become shading: v1's fixed blend (the diffuse map as it is, specular lobes from a skin/not-skin
+# guess) or the learned shading net (stages/shading_net.py: a corrected diffuse shading with shadows and
+# occlusion, and per-pixel lobe weights).
+SHADING_METHODS = ("classical", "learned")
 # Execution providers (models/session.py maps them to onnxruntime's).
 PROVIDERS = ("auto", "cpu", "cuda", "directml", "coreml")
 DEFAULT_FOV_DEG = 40.0  # a portrait lens on full frame (~50 mm across the long side) when no camera says otherwise
@@ -28,6 +32,7 @@ class RelightSettings:
     models_dir: folder with ONNX models following inference/models/CONTRACTS.md; None = the bundled ones.
     normals: one of NORMALS_METHODS.
     albedo: one of ALBEDO_METHODS.
+    shading: one of SHADING_METHODS.
     """
 
     fov_deg: float = DEFAULT_FOV_DEG
@@ -38,9 +43,12 @@ class RelightSettings:
     models_dir: str | None = None
     normals: str = "classical"
     albedo: str = "classical"
+    shading: str = "classical"
 
     def __post_init__(self):
         if self.normals not in NORMALS_METHODS:
             raise ValueError(f"normals '{self.normals}': use one of {', '.join(NORMALS_METHODS)}")
         if self.albedo not in ALBEDO_METHODS:
             raise ValueError(f"albedo '{self.albedo}': use one of {', '.join(ALBEDO_METHODS)}")
+        if self.shading not in SHADING_METHODS:
+            raise ValueError(f"shading '{self.shading}': use one of {', '.join(SHADING_METHODS)}")

@@ -101,8 +101,10 @@ def _area_light(rng: np.random.Generator, directions_world: np.ndarray, weights:
     return extra
 
 
-def _lit_subject(pose: dict, rng: np.random.Generator, pool: HdriPool) -> tuple[np.ndarray, dict, Environment]:
-    """(premultiplied subject under the chosen light, its description, the light as the camera sees it)."""
+def _lit_subject(pose: dict, rng: np.random.Generator, pool: HdriPool,
+                 area_light_share: float = AREA_LIGHT_SHARE) -> tuple[np.ndarray, dict, Environment]:
+    """(premultiplied subject under the chosen light, its description, the light as the camera sees it; the
+    environment lacks the area light, which only some OLAT lightings get, with `area_light_share`)."""
     meta = pose["meta"]
     r_cam = np.asarray(meta["camera"]["R_cam"], np.float64)
     if rng.random() < DIRECT_SHARE:
@@ -110,14 +112,14 @@ def _lit_subject(pose: dict, rng: np.random.Generator, pool: HdriPool) -> tuple[
         path = pool.path(source["hdri"])
         environment = Environment(pool.panorama(path) * np.float32(source["strength"]),
                                   np.asarray(source["cam_to_env"], np.float64))
-        return pose["direct"], {"kind": "direct", "hdri": source["hdri"]}, environment
+        return pose["direct"], {"kind": "direct", "hdri": source["hdri"], "strength": source["strength"]}, environment
     light = _random_light(rng, pool)
     directions = np.asarray(meta["olat"]["directions_world"], np.float64)
     weights = lighting.panorama_olat_weights(pool.panorama(light["path"]), light["rotation_z_deg"], light["strength"],
                                              directions)
     info = {"kind": "olat", "hdri": light["hdri"], "rotation_z_deg": light["rotation_z_deg"],
             "strength": light["strength"]}
-    if rng.random() < AREA_LIGHT_SHARE:
+    if rng.random() < area_light_share:
         extra = _area_light(rng, directions, weights)
         weights = weights + extra
         info["area_light"] = extra.sum(axis=0).tolist()
@@ -212,3 +214,12 @@ def derive_sample(pose: dict, sample_seed: int, pool: HdriPool) -> dict:
     sample["info"] = {"pose_seed": pose["meta"]["seed"], "sample_seed": sample_seed, "light": light_info,
                       "background": background_info, "photo": photo_info}
     return sample
+
+
+def relit_target(pose: dict, sample_seed: int, pool: HdriPool) -> tuple[np.ndarray, Environment, dict]:
+    """The same pose under a second, independent lighting (another draw than derive_sample's for this seed):
+    (premultiplied scene-linear subject, that light as an Environment, its description). Relighting pairs
+    (training/shading.py) need the light maps of exactly the light that lit the target, so no area light here."""
+    rng = np.random.default_rng([int(pose["meta"]["seed"]), sample_seed, 29])
+    subject, info, environment = _lit_subject(pose, rng, pool, area_light_share=0.0)
+    return subject.astype(np.float32), environment, info

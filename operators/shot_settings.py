@@ -31,6 +31,12 @@ ALBEDO_ITEMS = (
     ("learned", "Learned", "The albedo net trained on the virtual light stage: the source light, its colour "
                            "included, divided out"),
 )
+DEFAULT_SHADING = RelightSettings.shading
+SHADING_ITEMS = (
+    ("classical", "Classical", "The light maps as they are, specular from a skin/not-skin guess (v1)"),
+    ("learned", "Learned", "The shading net trained on the virtual light stage: shadows and occlusion in the "
+                           "diffuse shading, per-pixel specular"),
+)
 
 
 def _properties(options: set[str]) -> dict:
@@ -61,6 +67,9 @@ def _properties(options: set[str]) -> dict:
         "albedo": bpy.props.EnumProperty(
             name="Albedo", items=ALBEDO_ITEMS, default=DEFAULT_ALBEDO, options=options,
             description="How the plate's own light is taken off the subject (its albedo)"),
+        "shading": bpy.props.EnumProperty(
+            name="Shading", items=SHADING_ITEMS, default=DEFAULT_SHADING, options=options,
+            description="How the target light's light maps become the subject's shading"),
         "output_dir": bpy.props.StringProperty(
             name="Output Folder", subtype="DIR_PATH", default=DEFAULT_OUTPUT_DIR, options=paths,
             description="Where the EXR passes are written (// = next to the .blend file)"),
@@ -85,6 +94,7 @@ class ShotValues:
     matting_resolution: int = DEFAULT_MATTING_RESOLUTION
     normals: str = DEFAULT_NORMALS
     albedo: str = DEFAULT_ALBEDO
+    shading: str = DEFAULT_SHADING
     output_dir: str = DEFAULT_OUTPUT_DIR
 
 
@@ -107,7 +117,7 @@ def relight_settings(context, values: ShotValues, fov_deg: float) -> RelightSett
     settings = settings_from_preferences(context, fov_deg)
     return dataclasses.replace(settings, specular_strength=float(values.specular_strength),
                                matting_resolution=int(values.matting_resolution), normals=values.normals,
-                               albedo=values.albedo)
+                               albedo=values.albedo, shading=values.shading)
 
 
 def draw_shot_settings(layout: "bpy.types.UILayout", settings: PortraitRelightShotSettings) -> None:
@@ -122,6 +132,7 @@ def draw_shot_settings(layout: "bpy.types.UILayout", settings: PortraitRelightSh
     layout.prop(settings, "matting_resolution")
     layout.prop(settings, "normals")
     layout.prop(settings, "albedo")
+    layout.prop(settings, "shading")
     layout.prop(settings, "output_dir")
 
 

@@ -164,6 +164,25 @@ def test_learned_albedo_runs_end_to_end(files, tmp_path):
                        "--albedo", code=2)
 
 
+def test_learned_shading_runs_end_to_end(files, tmp_path):
+    """--shading learned: the bundled shading net writes its diffuse shading and blended specular as the passes,
+    so relit is still albedo * diffuse + specular; its diffuse differs from the raw light map the classical
+    shading writes, and the albedo (not its stage) is untouched."""
+    learned, classical = tmp_path / "learned", tmp_path / "classical"
+    done = run_cli(files["plate"], "--out", learned, "--hdri", files["hdri"], "--shading", "learned")
+    assert done.returncode == 0, done.stderr
+    assert run_cli(files["plate"], "--out", classical, "--hdri", files["hdri"]).returncode == 0
+    a, b = read_outputs(learned), read_outputs(classical)
+    inside = a["alpha"] > 0
+    np.testing.assert_allclose(a["albedo"], b["albedo"], atol=1e-3)
+    assert np.abs(np.log((a["diffuse"] + 1e-3) / (b["diffuse"] + 1e-3)))[inside].mean() > 0.01
+    assert a["specular"].min() >= 0.0 and np.all(a["specular"][~inside] == 0)
+    composed = a["albedo"] * a["diffuse"] + a["specular"]
+    np.testing.assert_allclose(a["relit"][..., :3][inside], composed[inside], rtol=2e-3, atol=2e-3)  # half floats
+    assert_input_error(run_cli(files["plate"], "--out", tmp_path / "x", "--hdri", files["hdri"], "--shading", "net"),
+                       "--shading", code=2)
+
+
 def test_world_blend_lights_like_the_equivalent_hdri(files, tmp_path):
     blend = make_world_blend(tmp_path / "world.blend", files["hdri"], mapping_z_deg=30.0)
     by_world, by_hdri, turned = tmp_path / "world", tmp_path / "hdri", tmp_path / "turned"

@@ -55,7 +55,7 @@ SCRIPT = textwrap.dedent(
     editor.active_strip = strip
     result["sequencer_op"] = list(bpy.ops.portrait_relight.sequencer_relight(  # the learned nets, too
         lighting="HDRI", hdri_path=os.path.join(worlds, "city.exr"), output_dir=os.path.join(work, "seq") + os.sep,
-        normals="learned", albedo="learned"))
+        normals="learned", albedo="learned", shading="learned"))
     result["strips"] = [(s.name, s.channel, int(s.frame_start), bpy.path.abspath(s.directory),
                          [e.filename for e in s.elements]) for s in editor.strips_all]
     print("RESULT " + json.dumps(result))

@@ -41,6 +41,7 @@ def test_settings_register_on_scene_and_survive_save_and_reload(tmp_path):
     settings.matting_resolution = 768
     settings.normals = "learned"
     settings.albedo = "learned"
+    settings.shading = "learned"
     settings.output_dir = "//renders/relit/"
     other = bpy.data.scenes.new("Other").name  # per shot: another scene keeps its own settings
     blend = tmp_path / "shot.blend"
@@ -50,19 +51,19 @@ def test_settings_register_on_scene_and_survive_save_and_reload(tmp_path):
     bpy.ops.wm.open_mainfile(filepath=str(blend))
     values = shot_settings.shot_values(bpy.data.scenes["Scene"])
     assert values == shot_settings.ShotValues("HDRI", "//hdri/city.exr", pytest.approx(1.25), "/plates/bg.exr",
-                                              0.5, 768, "learned", "learned", "//renders/relit/")
+                                              0.5, 768, "learned", "learned", "learned", "//renders/relit/")
     assert shot_settings.shot_values(bpy.data.scenes[other]) == shot_settings.ShotValues()
 
 
-def test_relight_settings_carry_specular_matting_normals_and_albedo():
+def test_relight_settings_carry_specular_matting_normals_albedo_and_shading():
     bpy.ops.wm.read_factory_settings(use_empty=True)
     settings = bpy.context.scene.portrait_relight
-    assert settings.normals == "classical" and settings.albedo == "classical"
+    assert settings.normals == settings.albedo == settings.shading == "classical"
     settings.specular_strength, settings.matting_resolution, settings.normals = 0.25, 1024, "learned"
-    settings.albedo = "learned"
+    settings.albedo = settings.shading = "learned"
     relight = shot_settings.relight_settings(bpy.context, shot_settings.shot_values(bpy.context.scene), 33.0)
     assert (relight.specular_strength, relight.matting_resolution, relight.fov_deg, relight.normals,
-            relight.albedo) == (0.25, 1024, 33.0, "learned", "learned")
+            relight.albedo, relight.shading) == (0.25, 1024, 33.0, "learned", "learned", "learned")
 
 
 def compositor_scene(tmp_path: Path):
@@ -153,7 +154,7 @@ def test_sidebar_panels_show_the_settings_and_relight_button(panel, idname):
     panel.draw(Fake, bpy.context)
     names = [entry[1] for entry in log if entry[0] == "prop"]
     assert names == ["lighting", "hdri_path", "hdri_rotation", "background_path", "specular_strength",
-                     "matting_resolution", "normals", "albedo", "output_dir"]
+                     "matting_resolution", "normals", "albedo", "shading", "output_dir"]
     assert ("prop", "hdri_rotation", pytest.approx(0.5)) in log
     assert ("operator", idname, "EXEC_DEFAULT") in log
     settings.lighting = "WORLD"

@@ -15,16 +15,17 @@ torch = pytest.importorskip("torch")  # training/ only; `make test` installs it 
 
 from portrait_relight.inference.stages import albedo_net, normals_net  # noqa: E402
 from portrait_relight.lightstage import derive, lighting  # noqa: E402
-from portrait_relight.training import albedo, geometry  # noqa: E402
+from portrait_relight.training import albedo, geometry, shading  # noqa: E402
 from portrait_relight.training.harness import RunConfig, export_onnx, train  # noqa: E402
 
 SIZE = 64
 OLAT = 16
 
 
-def synthetic_pose(seed: int, pool: derive.HdriPool) -> dict:
+def synthetic_pose(seed: int, pool: derive.HdriPool, occlusion: float = 0.0) -> dict:
     """An ellipsoid 'subject' seen from the front: analytic normals, a Lambertian OLAT basis for OLAT suns, its
-    direct render lit by the first pool HDRI. Shaped like read_pose's dict."""
+    direct render lit by the first pool HDRI. Shaped like read_pose's dict. With `occlusion`, its lower third
+    receives that much less of every light (what a chin's shadow or a collar does, and light maps do not know)."""
     rng = np.random.default_rng(seed)
     y, x = (np.mgrid[0:SIZE, 0:SIZE] + 0.5) / SIZE * 2.0 - 1.0
     cx, cy, rx, ry = rng.uniform(-0.2, 0.2), rng.uniform(-0.2, 0.2), rng.uniform(0.35, 0.6), rng.uniform(0.45, 0.7)
@@ -38,6 +39,7 @@ def synthetic_pose(seed: int, pool: derive.HdriPool) -> dict:
     directions = lighting.fibonacci_sphere(OLAT)
     r_cam = np.eye(3)  # camera frame = world frame: a world direction is a camera direction
     olat = np.stack([albedo * np.clip(normal @ d, 0.0, None)[..., None] / math.pi for d in directions])
+    olat *= 1.0 - occlusion * (v < -0.33)[..., None]
     collection, path = pool.entries[0]
     source = {"hdri": {"collection": collection, "name": path.name}, "rotation_z_deg": 0.0, "strength": 1.0,
               "cam_to_env": np.eye(3).tolist()}
@@ -49,12 +51,20 @@ def synthetic_pose(seed: int, pool: derive.HdriPool) -> dict:
             "direct": np.einsum("nhwc,nc->hwc", olat, weights).astype(np.float32), "meta": meta}
 
 
+def fixture(shared_dir, folder, occlusion: float = 0.0) -> tuple[derive.HdriPool, dict]:
+    pool = derive.HdriPool.from_shared(shared_dir, height=64)
+    return pool, {folder / f"pose_{seed}.npz": synthetic_pose(seed, pool, occlusion) for seed in range(12)}
+
+
 @pytest.fixture(scope="module")
 def fixture_poses(shared_dir, tmp_path_factory):
-    pool = derive.HdriPool.from_shared(shared_dir, height=64)
-    folder = tmp_path_factory.mktemp("synthetic_poses")
-    poses = {folder / f"pose_{seed}.npz": synthetic_pose(seed, pool) for seed in range(12)}
-    return pool, poses
+    return fixture(shared_dir, tmp_path_factory.mktemp("synthetic_poses"))
+
+
+@pytest.fixture(scope="module")
+def occluded_poses(shared_dir, tmp_path_factory):
+    """For the shading net: light maps alone miss the occlusion, so a short run has something to learn."""
+    return fixture(shared_dir, tmp_path_factory.mktemp("occluded_poses"), occlusion=0.8)
 
 
 def make_task(task_class, fixture_poses):
@@ -68,9 +78,10 @@ def task(fixture_poses):
     return make_task(geometry.GeometryTask, fixture_poses)
 
 
-@pytest.fixture(scope="module", params=[geometry.GeometryTask, albedo.AlbedoTask], ids=["geometry", "albedo"])
-def any_task(request, fixture_poses):
-    return make_task(request.param, fixture_poses)
+@pytest.fixture(scope="module", params=[geometry.GeometryTask, albedo.AlbedoTask, shading.ShadingTask],
+                ids=["geometry", "albedo", "shading"])
+def any_task(request, fixture_poses, occluded_poses):
+    return make_task(request.param, occluded_poses if request.param is shading.ShadingTask else fixture_poses)
 
 
 def test_prepared_sample_follows_the_contract(task):
@@ -116,6 +127,30 @@ def test_albedo_loss_ignores_one_exposure_per_sample_but_not_the_light_colour(fi
     assert task.metric(output, target, mask) == pytest.approx(base / math.log(2.0))
 
 
+def test_shading_pair_renders_its_target_from_the_light_maps(fixture_poses):
+    """A relighting pair of a Lambertian fixture (its OLAT basis is exact): the pass contract rendered with the
+    net's neutral diffuse (ratio 1) and no specular, from the light maps the product computes for the target's
+    light, must give the target (up to the OLAT basis' coarse sampling of the HDRI), and the input must follow
+    the contract: unit normals, maps finite."""
+    task = make_task(shading.ShadingTask, fixture_poses)
+    errors = []
+    for seed in range(6):
+        pair = task.derive(task.load(task.train_poses[seed % 3]), seed)
+        x, target, mask = task.prepare(pair, SIZE)
+        assert x.shape == (25, SIZE, SIZE) and target.shape == (21, SIZE, SIZE) and np.isfinite(x).all()
+        inside = mask[0] > 0
+        assert np.allclose(np.linalg.norm(x[4:7][:, inside], axis=0), 1.0, atol=1e-4)
+        neutral = torch.zeros(1, 7, SIZE, SIZE)
+        neutral[:, 3:] = -30.0  # no specular
+        relit = shading.render_relit(neutral, torch.from_numpy(target[None]))[0].numpy()
+        ratio = target[:3][:, inside] / np.maximum(relit[:, inside], 1e-6)
+        errors.append(float(np.median(np.abs(np.log(ratio)))))
+        if pair["target_info"]["kind"] == "olat":  # a second light, not the plate's: the pair is a relighting
+            assert pair["target_info"] != pair["info"]["light"]
+    # measured 0.06-0.17 (16 suns sample the HDRI coarsely); the target light turned 180 degrees gives 0.17-1.7
+    assert np.mean(errors) < 0.15 and max(errors) < 0.2, errors
+
+
 def test_mirrored_samples_flip_the_normals_x_with_the_image():
     from portrait_relight.training.pose_task import mirrored
 
@@ -133,7 +168,9 @@ def test_short_run_lowers_the_loss_and_resumes(any_task, tmp_path):
     first = history.val_loss[0]
     model, history = train(task, tmp_path / "run", config, steps=60, log=lambda line: None)  # resumes at 10
     assert history.steps == [10, 20, 30, 40, 50, 60]
-    assert history.val_loss[-1] < 0.7 * first, history.val_loss
+    # the shading fixture keeps a floor of ~0.14 (its 16-sun basis against the HDRI's light maps; see
+    # test_shading_pair_renders_its_target_from_the_light_maps) under a start of ~0.26
+    assert history.val_loss[-1] < (0.8 if task.name == "shading" else 0.7) * first, history.val_loss
     assert history.val_metric[-1] < history.val_metric[0]
     saved = json.loads((tmp_path / "run" / "history.json").read_text())
     assert saved["steps"] == history.steps and (tmp_path / "run" / "curves.png").stat().st_size > 0
@@ -150,7 +187,7 @@ def test_onnx_export_matches_torch_at_another_size(any_task, tmp_path):
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
     (got,) = session.run(None, {"input": x})
-    assert got.shape == expected.shape == (1, 3, 96, 80)
+    assert got.shape == expected.shape == (1, any_task.out_channels, 96, 80)
     assert np.abs(got - expected).max() <= 1e-3 * max(1.0, float(np.abs(expected).max()))
     if any_task.name == "geometry":
         normals = normals_net.unit_normals(got)

@@ -7,7 +7,8 @@ that plate, side by side in one run (issue "Frame time": the command must take <
   replication (the machine always gets the same input), written as an 8-bit PNG.
 - The command is timed from process start to EXR on disk (median of `runs` fresh processes, after one warm-up run
   that fills the caches); start-up is the wall time the command's own stage timings do not cover (interpreter,
-  imports, argument parsing). The learned nets are timed the same way (`--normals learned --albedo learned`).
+  imports, argument parsing). The learned nets are timed the same way (`--normals learned --albedo learned
+  --shading learned`).
 - The baseline is `pymatting.estimate_alpha_cf` on the full-resolution plate (median of `runs`), with the trimap the
   issue defines: the command's own alpha split at 0.5, a band of 12 px around that contour unknown (~5 % of the
   frame).
@@ -33,6 +34,7 @@ from pathlib import Path
 
 from package_loader import ROOT, load_package
 
+LEARNED_NETS = ("--normals", "learned", "--albedo", "learned", "--shading", "learned")  # all of them, together
 BAND_PX = 12  # the issue's closed-form baseline: unknown band half-width around the 0.5 contour
 STAGE_LINE = re.compile(r"^\s+(\w+)\s+([\d.]+) s$")
 
@@ -159,7 +161,7 @@ def main() -> int:
         plate = write_plate(Path(work) / "plate.png", 1080, 1920)
         command = [str(ROOT / "relight"), str(plate), "--out", str(Path(work) / "out"), "--hdri", str(hdri)]
         classical = timed_runs(command, args.runs)
-        learned = timed_runs([*command, "--normals", "learned", "--albedo", "learned"], args.runs)
+        learned = timed_runs([*command, *LEARNED_NETS], args.runs)
         baseline, unknown = closed_form_baseline(plate, Path(work) / "out" / "plate.exr", args.runs)
         if args.profile:
             profile_command(command[1:], top=20)
@@ -175,7 +177,7 @@ def main() -> int:
     print(f"{'whole command':<14}{median['wall']:>10.3f}   process start to EXR on disk")
     print(f"pymatting closed-form alone at 1920x1080 (issue trimap, {unknown:.1%} unknown): {baseline:.3f} s")
     print(f"ratio whole command / closed-form alone: {median['wall'] / baseline:.2f}  (goal <= 1.0)")
-    print(f"--normals learned --albedo learned: whole command {learned_wall:.3f} s, added by the learned nets "
+    print(f"{' '.join(LEARNED_NETS)}: whole command {learned_wall:.3f} s, added by the learned nets "
           f"{learned_wall - median['wall']:+.3f} s per 1080p frame (goal <= 1.0)")
     return 0
 

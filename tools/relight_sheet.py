@@ -4,7 +4,8 @@ beside the learned ones, to judge the nets where there is no ground truth.
     .venv/bin/python tools/relight_sheet.py [--portraits ../shared/data/portraits] [--out out/relight_sheet.png]
 
 Per portrait row: the plate, then per HDRI the relit subject (straight colour over black, the relit pass) with
-v1 (classical normals and albedo), learned albedo, and learned normals + albedo.
+v1 (classical normals, albedo and shading), learned albedo, learned normals + albedo, and all three learned
+(normals, albedo, shading).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from package_loader import load_package
 from portrait_sheet import portrait_plates, sheet_arguments, write_sheet
 
 HDRIS = (("blender", "sunset.exr", 90.0), ("shared", "st_fagans_interior_1k.hdr", 0.0))  # (collection, file, turn)
-METHODS = (("v1", "classical", "classical"), ("learned albedo", "classical", "learned"),
-           ("learned normals+albedo", "learned", "learned"))
+METHODS = (("v1", "classical", "classical", "classical"), ("learned albedo", "classical", "learned", "classical"),
+           ("learned normals+albedo", "learned", "learned", "classical"),
+           ("all learned", "learned", "learned", "learned"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     for path, plate in portrait_plates(args):
         tiles = [np.clip(linear_to_srgb(plate), 0.0, 1.0)]
         for environment, prefiltered in lights:
-            for _, normals, albedo in METHODS:
-                settings = dataclasses.replace(RelightSettings(), normals=normals, albedo=albedo)
+            for _, normals, albedo, shading in METHODS:
+                settings = dataclasses.replace(RelightSettings(), normals=normals, albedo=albedo, shading=shading)
                 try:
                     relit = pipeline.relight(plate, environment, settings, prefiltered=prefiltered).passes["relit"]
                     # exposure by convention: the relit subject's median brought to mid grey, as a colourist would

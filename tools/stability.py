@@ -2,7 +2,7 @@
 the relit pass varies from frame to frame, against how much the plate itself does (the gate: at most 1.5x).
 
     .venv/bin/python tools/stability.py [--frames 6] [--size 320] [--normals classical|learned|both]
-                                        [--albedo classical|learned|both]
+                                        [--albedo classical|learned|both] [--shading classical|learned|both]
 
 Frames are realigned by their jitter before comparing, so only flicker counts, not the motion itself. Variation is
 the mean absolute frame-to-frame difference inside the subject (alpha > 0.5 in every frame), relative to the
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=320)
     parser.add_argument("--normals", choices=("classical", "learned", "both"), default="both")
     parser.add_argument("--albedo", choices=("classical", "learned", "both"), default="classical")
+    parser.add_argument("--shading", choices=("classical", "learned", "both"), default="classical")
     args = parser.parse_args(argv)
     load_package()
     import numpy as np
@@ -61,9 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     def choices(option: str) -> tuple[str, ...]:
         return ("classical", "learned") if option == "both" else (option,)
 
-    for normals, albedo in itertools.product(choices(args.normals), choices(args.albedo)):
-        settings = dataclasses.replace(RelightSettings(), normals=normals, albedo=albedo)
-        method = f"normals {normals}, albedo {albedo}"
+    for normals, albedo, shading in itertools.product(choices(args.normals), choices(args.albedo),
+                                                       choices(args.shading)):
+        settings = dataclasses.replace(RelightSettings(), normals=normals, albedo=albedo, shading=shading)
+        method = f"normals {normals}, albedo {albedo}, shading {shading}"
         results = [pipeline.relight(plate, environment, settings).passes for plate in plates]
         alpha = aligned([r["alpha"] for r in results])
         mask = (alpha > 0.5).all(axis=0)

@@ -1,6 +1,6 @@
 """Train one of Portrait Relight's nets on the light-stage poses in the cache, then export it to ONNX.
 
-    .venv/bin/python tools/train.py --net geometry|albedo --minutes 90 [--steps N] [--cache DIR] [--out DIR]
+    .venv/bin/python tools/train.py --net geometry|albedo|shading --minutes 90 [--steps N] [--cache DIR] [--out DIR]
 
 Resumable: the run folder (default <cache>/training/<net>) keeps its checkpoint, so the same command continues.
 Writes <out>/<net>.onnx (dynamic spatial size), history.json and curves.png.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from package_loader import load_package
 
-NETS = ("geometry", "albedo")
+NETS = ("geometry", "albedo", "shading")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,11 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     from portrait_relight.training.albedo import AlbedoTask
     from portrait_relight.training.geometry import GeometryTask
     from portrait_relight.training.harness import RunConfig, export_onnx, train
+    from portrait_relight.training.shading import ShadingTask
 
     root = poses_dir(args.cache)
     train_poses, val_poses = sorted((root / "train").glob("*.npz")), sorted((root / "val").glob("*.npz"))
     out = args.out or args.cache / "training" / args.net
-    task_class = {"geometry": GeometryTask, "albedo": AlbedoTask}[args.net]
+    task_class = {"geometry": GeometryTask, "albedo": AlbedoTask, "shading": ShadingTask}[args.net]
     task = task_class(train_poses, val_poses, HdriPool.from_shared(args.shared or default_shared()),
                       find_train_poses=lambda: sorted((root / "train").glob("*.npz")))
     print(f"{args.net}: {len(train_poses)} training and {len(val_poses)} validation poses from {root}", flush=True)

@@ -73,6 +73,10 @@ class PoseTask:
         """(inputs (C, S, S), targets, mask (1, S, S)) of a derived sample; with `rng`, augmented."""
         raise NotImplementedError
 
+    def derive(self, pose: dict, sample_seed: int) -> dict:
+        """The derived sample `prepare` turns into arrays (lightstage/derive.py)."""
+        return derive_sample(pose, sample_seed, self.pool)
+
     def make_model(self) -> nn.Module:
         return UNet(self.in_channels, self.out_channels)
 
@@ -83,11 +87,10 @@ class PoseTask:
             items = []
             for _ in range(batch_size):
                 pose = self.load(self.train_poses[int(rng.integers(len(self.train_poses)))])
-                items.append(self.prepare(derive_sample(pose, int(rng.integers(2 ** 31)), self.pool), self.size,
-                                          rng))
+                items.append(self.prepare(self.derive(pose, int(rng.integers(2 ** 31))), self.size, rng))
             yield stack(items)
 
     def validation_batches(self, batch_size: int = 8) -> list[Batch]:
-        items = [self.prepare(derive_sample(self.load(path), seed, self.pool), self.size)
+        items = [self.prepare(self.derive(self.load(path), seed), self.size)
                  for path in self.validation_poses for seed in range(VALIDATION_SAMPLES)]
         return [stack(items[i:i + batch_size]) for i in range(0, len(items), batch_size)]

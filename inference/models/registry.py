@@ -105,8 +105,15 @@ ALBEDO_NET = ModelSpec(
     "acd1f5c4e7bfe740fea8227a8f076f1ddc4a2198591ac2d7940423defb2e280b",
     ModelContract((1, 7, "height", "width"), ((1, 3, "height", "width"),)), OWN_LICENCE)
 
+SHADING_NET = ModelSpec(
+    "shading_net", "diffuse shading ratio and specular lobe weights from foreground, matte, normals, albedo and the "
+                   "target light's light maps on the subject's crop (stages/shading_net.py)",
+    CommittedOnnx("training/shading.py"),
+    "7b778a85bb6861d47c76d37c54b81095bf50a2ce12842ba7c260c0103031979c",
+    ModelContract((1, 25, "height", "width"), ((1, 7, "height", "width"),)), OWN_LICENCE)
+
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (SELFIE_SEGMENTATION, FACE_DETECTOR, FACE_LANDMARKS,
-                                                             GEOMETRY_NET, ALBEDO_NET)}
+                                                             GEOMETRY_NET, ALBEDO_NET, SHADING_NET)}
 
 
 def model_names() -> str:

@@ -113,12 +113,14 @@ def _failure(exc: Exception, label: str) -> str:
 
 
 def relight_frames(frames: Sequence[ShotFrame], out_dir: str | os.PathLike, environment: Environment,
-                   settings: RelightSettings = RelightSettings(), background: np.ndarray | None = None,
+                   settings: RelightSettings = RelightSettings(),
+                   background: np.ndarray | Callable[[int], np.ndarray] | None = None,
                    prefiltered: PrefilteredEnvironment | None = None,
                    report: Callable[[FrameEvent], None] = lambda event: None,
                    progress: Progress = lambda stage, fraction: True) -> ShotSummary:
     """Relight `frames` into out_dir (see the module docstring). Never raises for one frame's failure; raises
-    Cancelled when `progress` asks to stop."""
+    Cancelled when `progress` asks to stop. `background` is one plate for every frame, or a moving one: a function
+    of the frame number (shots/background.MovingBackground.read)."""
     out_dir = Path(out_dir)
     summary = ShotSummary()
     clock = time.perf_counter()
@@ -210,10 +212,14 @@ def relight_frames(frames: Sequence[ShotFrame], out_dir: str | os.PathLike, envi
                 if prefiltered is None:
                     prefiltered = prefilter(environment)
                 frame_size = plate.shape[:2]
-                if frame_size not in backdrops:
-                    backdrops[frame_size] = frame_backdrop(environment, background, *frame_size, settings)
-                result = relight_frame(plate, shot_frame.label, environment, settings, backdrops[frame_size],
-                                       stage_progress, prefiltered)
+                if callable(background):  # a moving background: this frame's own
+                    backdrop = frame_backdrop(environment, background(frame), *frame_size, settings)
+                else:
+                    if frame_size not in backdrops:
+                        backdrops[frame_size] = frame_backdrop(environment, background, *frame_size, settings)
+                    backdrop = backdrops[frame_size]
+                result = relight_frame(plate, shot_frame.label, environment, settings, backdrop, stage_progress,
+                                       prefiltered)
                 settle()  # the previous frame's write first: one in flight at a time
                 go_on(f"{where} writing", index / count)
                 if plate.shape[0] * plate.shape[1] > OVERLAP_MAX_PIXELS:
