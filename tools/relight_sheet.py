@@ -4,8 +4,8 @@ beside the learned ones, to judge the nets where there is no ground truth.
     .venv/bin/python tools/relight_sheet.py [--portraits ../shared/data/portraits] [--out out/relight_sheet.png]
 
 Per portrait row: the plate, then per HDRI the relit subject (straight colour over black, the relit pass) with
-v1 (classical normals, albedo and shading), learned albedo, learned normals + albedo, and all three learned
-(normals, albedo, shading).
+v1 (classical normals, albedo and shading), learned shading alone, learned albedo, learned normals + albedo, and
+all three learned (normals, albedo, shading).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from package_loader import load_package
 from portrait_sheet import portrait_plates, sheet_arguments, write_sheet
 
 HDRIS = (("blender", "sunset.exr", 90.0), ("shared", "st_fagans_interior_1k.hdr", 0.0))  # (collection, file, turn)
-METHODS = (("v1", "classical", "classical", "classical"), ("learned albedo", "classical", "learned", "classical"),
+METHODS = (("v1", "classical", "classical", "classical"), ("learned shading", "classical", "classical", "learned"),
+           ("learned albedo", "classical", "learned", "classical"),
            ("learned normals+albedo", "learned", "learned", "classical"),
            ("all learned", "learned", "learned", "learned"))
 
