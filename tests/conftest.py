@@ -23,3 +23,20 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.fail(f"{SHARED}: the shared data folder beside the checkout is missing")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def astronaut_subject():
+    """(linear plate, matte, shape) of skimage's astronaut portrait through the classical matting and geometry: the
+    inputs the learned albedo and shading stages are tested on."""
+    import numpy as np
+    from skimage import data
+
+    from portrait_relight.inference.io.imageio import srgb_to_linear
+    from portrait_relight.inference.settings import RelightSettings
+    from portrait_relight.inference.stages import geometry, matting
+
+    plate = srgb_to_linear(data.astronaut().astype(np.float32) / 255.0)
+    matte = matting.estimate_matte(plate, RelightSettings())
+    shape = geometry.estimate_normals(plate, matte.alpha, RelightSettings())
+    return plate, matte, shape

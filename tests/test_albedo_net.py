@@ -5,28 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from skimage import data
 
 from portrait_relight.inference import pipeline
-from portrait_relight.inference.io.imageio import srgb_to_linear
 from portrait_relight.inference.lighting.environment import Environment
 from portrait_relight.inference.settings import RelightSettings
-from portrait_relight.inference.stages import geometry, matting
 from portrait_relight.inference.stages.albedo_net import estimate_albedo_learned
 
 LEARNED = RelightSettings(albedo="learned")
 
 
-@pytest.fixture(scope="module")
-def subject():
-    plate = srgb_to_linear(data.astronaut().astype(np.float32) / 255.0)
-    matte = matting.estimate_matte(plate, RelightSettings())
-    shape = geometry.estimate_normals(plate, matte.alpha, RelightSettings())
-    return plate, matte, shape
-
-
-def test_the_output_contract_and_the_pass_identity(subject):
-    plate, matte, shape = subject
+def test_the_output_contract_and_the_pass_identity(astronaut_subject):
+    plate, matte, shape = astronaut_subject
     albedo = estimate_albedo_learned(matte.foreground, matte.alpha, shape.normal, shape.face_mask, LEARNED)
     inside = matte.alpha > 0
     assert albedo.shape == plate.shape and albedo.dtype == np.float32
@@ -46,12 +35,12 @@ def face_chroma(albedo: np.ndarray, face_mask: np.ndarray) -> np.ndarray:
     return mean / mean.sum()
 
 
-def test_a_coloured_light_leaves_the_albedo_and_the_exposure_stays(subject):
+def test_a_coloured_light_leaves_the_albedo_and_the_exposure_stays(astronaut_subject):
     """The same portrait under a warm light (the foreground times a warm tint) and half a stop down: most of the
     tint's colour must leave the face's albedo (a classical white-light fit keeps all of it), while the exposure
     stays in it, by the classical stage's convention (median face shading 1: a dark plate, or dark skin, gives a
     dark albedo rather than being brightened to an average)."""
-    _, matte, shape = subject
+    _, matte, shape = astronaut_subject
     tint = np.array([1.25, 1.0, 0.7], np.float32)
 
     def albedo_of(light: np.ndarray) -> np.ndarray:  # the foreground as that light would have lit it

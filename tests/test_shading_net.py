@@ -9,10 +9,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from skimage import data
 
 from portrait_relight.inference import pipeline
-from portrait_relight.inference.io.imageio import read_plate, srgb_to_linear
+from portrait_relight.inference.io.imageio import read_plate
 from portrait_relight.inference.lighting.camera import camera_rays
 from portrait_relight.inference.lighting.environment import Environment, pixel_directions
 from portrait_relight.inference.settings import RelightSettings
@@ -37,14 +36,6 @@ def key_light(azimuth_deg: float, ambient: float = 0.03, key: float = 40.0) -> E
                        centred.cam_to_env)
 
 
-@pytest.fixture(scope="module")
-def subject():
-    plate = srgb_to_linear(data.astronaut().astype(np.float32) / 255.0)
-    matte = matting.estimate_matte(plate, RelightSettings())
-    shape = geometry.estimate_normals(plate, matte.alpha, RelightSettings())
-    return plate, matte, shape
-
-
 def test_crop_rays_are_the_frames_rays():
     """On a window inside the frame at its own size, the crop's rays are camera_rays' (the brute reference)."""
     width, height, fov = 96, 64, 40.0
@@ -56,10 +47,10 @@ def test_crop_rays_are_the_frames_rays():
     np.testing.assert_allclose(half, coarse / np.linalg.norm(coarse, axis=-1, keepdims=True), atol=1e-4)
 
 
-def test_a_box_of_the_frame_gives_the_frames_shading(subject):
+def test_a_box_of_the_frame_gives_the_frames_shading(astronaut_subject):
     """The pipeline runs the stage on the subject's box: given the box, the frame's size and the box's offset, the
     ratio and weights must be those of the whole frame."""
-    plate, matte, shape = subject
+    plate, matte, shape = astronaut_subject
     prefiltered = lightmaps.prefilter(key_light(-60.0))
     whole = predict_shading(matte.foreground, matte.alpha, shape.normal, matte.foreground, prefiltered, 40.0, LEARNED)
     box = pipeline.subject_box(matte.alpha)
@@ -74,8 +65,8 @@ def test_a_box_of_the_frame_gives_the_frames_shading(subject):
     assert weights.min() >= 0.0 and weights.shape == matte.alpha.shape + (4,)
 
 
-def test_the_pass_identity_holds_and_the_shading_is_the_nets(subject):
-    plate, matte, shape = subject
+def test_the_pass_identity_holds_and_the_shading_is_the_nets(astronaut_subject):
+    plate, matte, shape = astronaut_subject
     environment = key_light(45.0)
     learned = pipeline.relight(plate, environment, LEARNED).passes
     classical = pipeline.relight(plate, environment, RelightSettings()).passes
@@ -113,10 +104,10 @@ def test_a_key_light_from_either_side_flips_the_brighter_side(shared_dir, name):
     assert left_side < -0.1 and right_side > 0.1, (left_side, right_side)
 
 
-def test_a_warm_light_tints_the_subject_as_it_tints_the_backdrop(subject):
+def test_a_warm_light_tints_the_subject_as_it_tints_the_backdrop(astronaut_subject):
     """The same light, neutral and then warm (same luminance): the relit face's colour must move as the
     backdrop's does (the net may shade, not re-colour the light)."""
-    plate, matte, shape = subject
+    plate, matte, shape = astronaut_subject
     tint = np.array([1.3, 1.0, 0.7], np.float32)
     tint /= tint @ np.array([0.2126, 0.7152, 0.0722], np.float32)
     neutral = key_light(30.0, ambient=0.3, key=10.0)

@@ -11,12 +11,10 @@ the plate's exposure; the net's absorbs it.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-from pathlib import Path
 
 import numpy as np
+from net_compare import compare_arguments, cpu_session
 from package_loader import load_package
 
 
@@ -30,14 +28,8 @@ def errors_in_stops(predicted: np.ndarray, true: np.ndarray, mask: np.ndarray) -
 
 
 def main() -> int:
-    cache_default = Path(os.environ.get("PORTRAIT_RELIGHT_CACHE", Path.home() / ".cache" / "portrait_relight"))
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", type=Path, default=cache_default)
-    parser.add_argument("--model", type=Path, default=None)
-    parser.add_argument("--shared", type=Path, default=None)
-    args = parser.parse_args()
+    args, model = compare_arguments(__doc__.splitlines()[0], "albedo")
     load_package()
-    import onnxruntime as ort
 
     from portrait_relight.inference.stages import albedo as classical
     from portrait_relight.inference.stages.albedo_net import LOG_EPS, albedo_net_input
@@ -48,8 +40,7 @@ def main() -> int:
     from portrait_relight.training.albedo import MIN_ALBEDO
     from portrait_relight.training.pose_task import VALIDATION_SAMPLES
 
-    model = args.model or args.cache / "training" / "albedo" / "albedo.onnx"
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    session = cpu_session(model)
     pool = HdriPool.from_shared(args.shared or default_shared())
     poses = sorted((poses_dir(args.cache) / "val").glob("*.npz"))
     rows = {"classical": [], "learned": []}

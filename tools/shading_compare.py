@@ -13,24 +13,16 @@ v1 shading here is the product's: the diffuse light map as it is and its lobe we
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-from pathlib import Path
 
 import numpy as np
+from net_compare import compare_arguments, cpu_session
 from package_loader import load_package
 
 
 def main() -> int:
-    cache_default = Path(os.environ.get("PORTRAIT_RELIGHT_CACHE", Path.home() / ".cache" / "portrait_relight"))
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", type=Path, default=cache_default)
-    parser.add_argument("--model", type=Path, default=None)
-    parser.add_argument("--shared", type=Path, default=None)
-    args = parser.parse_args()
+    args, model = compare_arguments(__doc__.splitlines()[0], "shading")
     load_package()
-    import onnxruntime as ort
     import torch
 
     from portrait_relight.evaluation.metrics import scale_invariant_mse
@@ -43,8 +35,7 @@ def main() -> int:
     from portrait_relight.training.pose_task import VALIDATION_SAMPLES
     from portrait_relight.training.shading import ShadingTask, render_relit
 
-    model = args.model or args.cache / "training" / "shading" / "shading.onnx"
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    session = cpu_session(model)
     root = poses_dir(args.cache)
     validation = sorted((root / "val").glob("*.npz"))
     task = ShadingTask(sorted((root / "train").glob("*.npz"))[:1], validation,
