@@ -20,7 +20,7 @@ import numpy as np
 from ..models.registry import ALBEDO_NET
 from ..models.session import load_model
 from ..settings import RelightSettings
-from .normals_net import WORK_SIZE, SubjectCrop, guided_upsample, net_input, plate_guide, subject_crop
+from .normals_net import WORK_SIZE, SubjectCrop, guided_values, net_input, plate_guide, subject_crop
 
 IN_CHANNELS, OUT_CHANNELS = 7, 3
 LOG_EPS = 1e-3  # linear units added before logs: keeps black pixels finite
@@ -51,16 +51,17 @@ def estimate_albedo_learned(foreground: np.ndarray, alpha: np.ndarray, normals: 
     The shading comes back to the plate by edge-aware guided upsampling (the foreground's luminance guides it, as
     the plate's does for the learned normals) and its exposure is set by convention, like the classical stage's:
     median shading luminance 1 on the face (on the opaque matte when too little face is found)."""
-    height, width = alpha.shape
     crop = subject_crop(alpha)
     model = load_model(ALBEDO_NET, settings)
     output = model.run(albedo_net_input(foreground, alpha, normals, crop, WORK_SIZE))[model.outputs[0]]
     low = np.asarray(output, np.float32)[0].transpose(1, 2, 0)
-    shading = np.exp(crop.put_back(guided_upsample(low, plate_guide(foreground, crop)), height, width))
-    reference = (alpha > 0.9) & (face_mask > 0.5)
+    rows, cols = np.nonzero(alpha > 0.0)  # the albedo is needed inside the matte only
+    shading = np.exp(guided_values(low, plate_guide(foreground, crop), crop, rows, cols))
+    reference = ((alpha > 0.9) & (face_mask > 0.5))[rows, cols]
     if reference.sum() < MIN_REFERENCE_PIXELS:
-        reference = alpha > 0.9
+        reference = alpha[rows, cols] > 0.9
     level = float(np.median(shading[reference] @ _LUMA)) if reference.any() else 1.0
     shading /= max(level, 1e-6)
-    albedo = np.clip(foreground[..., :3] / np.maximum(shading, SHADING_FLOOR), 0.0, 1.0)
-    return (albedo * (alpha > 0)[..., None]).astype(np.float32)
+    albedo = np.zeros(alpha.shape + (3,), np.float32)
+    albedo[rows, cols] = np.clip(foreground[rows, cols, :3] / np.maximum(shading, SHADING_FLOOR), 0.0, 1.0)
+    return albedo

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -78,6 +78,14 @@ class PrefilteredEnvironment:
     specular: np.ndarray
     lights: tuple[LightGroup, ...]
     cam_to_env: np.ndarray
+
+    @cached_property
+    def lookup_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """(diffuse, diffuse and specular stacked) wrap-padded for light_maps' bilinear lookups: made on first use
+        and kept (a 512-row panorama's are 30 MB; a shot's frames and the learned shading's crop share them)."""
+        # e = 1 shares the diffuse kernel: it is looked up at r together with the three sharper lobes
+        return (_wrap_padded(self.diffuse),
+                _wrap_padded(np.concatenate([self.diffuse, self.specular], axis=-1)))
 
 
 @dataclass(frozen=True)
@@ -392,9 +400,7 @@ def light_maps(
     diffuse = np.zeros((h * w, 3), np.float32)
     specular = np.zeros((h * w, 3) if w_all is not None else (k, h * w, 3), np.float32)
     rot = prefiltered.cam_to_env.T.astype(np.float32)
-    diffuse_map = _wrap_padded(prefiltered.diffuse)
-    # e = 1 shares the diffuse kernel: look it up at r together with the three sharper lobes.
-    reflected_maps = _wrap_padded(np.concatenate([prefiltered.diffuse, prefiltered.specular], axis=-1))
+    diffuse_map, reflected_maps = prefiltered.lookup_maps
 
     def shade(chunk: np.ndarray) -> None:
         n = n_all[chunk].astype(np.float32, copy=False)

@@ -42,25 +42,19 @@ class SubjectCrop:
     left: int
     side: int
 
-    def take(self, image: np.ndarray, size: int) -> np.ndarray:
-        """The window of `image` ((H, W) or (H, W, C)) resized to (size, size); 0 where it leaves the image."""
+    def window(self, image: np.ndarray) -> np.ndarray:
+        """The window of `image` ((H, W) or (H, W, C)) at plate resolution, float32; 0 where it leaves the image."""
         height, width = image.shape[:2]
         window = np.zeros((self.side, self.side, *image.shape[2:]), np.float32)
         y0, x0 = max(self.top, 0), max(self.left, 0)
         y1, x1 = min(self.top + self.side, height), min(self.left + self.side, width)
         if y1 > y0 and x1 > x0:
             window[y0 - self.top: y1 - self.top, x0 - self.left: x1 - self.left] = image[y0:y1, x0:x1]
-        return resize(window, size, size)
+        return window
 
-    def put_back(self, crop: np.ndarray, height: int, width: int) -> np.ndarray:
-        """A (S, S, C) result on the window resized back and placed on a zero (height, width, C) plate."""
-        full = np.zeros((height, width, *crop.shape[2:]), np.float32)
-        window = resize(crop.astype(np.float32), self.side, self.side)
-        y0, x0 = max(self.top, 0), max(self.left, 0)
-        y1, x1 = min(self.top + self.side, height), min(self.left + self.side, width)
-        if y1 > y0 and x1 > x0:
-            full[y0:y1, x0:x1] = window[y0 - self.top: y1 - self.top, x0 - self.left: x1 - self.left]
-        return full
+    def take(self, image: np.ndarray, size: int) -> np.ndarray:
+        """The window of `image` resized to (size, size); 0 where it leaves the image."""
+        return resize(self.window(image), size, size)
 
 
 def subject_crop(alpha: np.ndarray) -> SubjectCrop:
@@ -79,7 +73,9 @@ def subject_crop(alpha: np.ndarray) -> SubjectCrop:
 
 def net_input(plate_linear: np.ndarray, alpha: np.ndarray, crop: SubjectCrop, size: int = WORK_SIZE) -> np.ndarray:
     """(1, 4, size, size) float32: sRGB-encoded plate and matte on the crop (see the module docstring)."""
-    rgb = crop.take(np.clip(linear_to_srgb(np.asarray(plate_linear[..., :3], np.float32)), 0.0, 1.0), size)
+    # encoded on the window only (the encoding keeps 0 at 0, so this equals windowing the encoded plate)
+    window = crop.window(np.asarray(plate_linear[..., :3], np.float32))
+    rgb = resize(np.clip(linear_to_srgb(window), 0.0, 1.0), size, size)
     matte = crop.take(np.asarray(alpha, np.float32), size)
     return np.concatenate([rgb, matte[..., None]], axis=-1).transpose(2, 0, 1)[None].astype(np.float32)
 
@@ -91,10 +87,9 @@ def unit_normals(output: np.ndarray) -> np.ndarray:
     return np.where(length > 1e-6, n / np.maximum(length, 1e-6), np.array([0, 0, 1], np.float32)).astype(np.float32)
 
 
-def guided_upsample(low: np.ndarray, guide: np.ndarray) -> np.ndarray:
-    """(s, s, C) coarse values -> (S, S, C) following the edges of the (S, S) full-size guide in [0, 1]."""
-    size = low.shape[0]
-    guide_low = resize(guide, size, size)
+def guided_coefficients(low: np.ndarray, guide_low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b), each (s, s, C): the guided filter's local linear fits low ~ a * guide + b at the working size,
+    box-averaged (He et al. 2015)."""
     window = 2 * GUIDE_RADIUS + 1
 
     def box(x: np.ndarray) -> np.ndarray:
@@ -106,25 +101,64 @@ def guided_upsample(low: np.ndarray, guide: np.ndarray) -> np.ndarray:
     cov = box(guide_low[..., None] * low) - mean_g[..., None] * mean_p
     a = cov / (var_g[..., None] + GUIDE_EPS)
     b = mean_p - a * mean_g[..., None]
-    side = guide.shape[0]
-    return resize(box(a), side, side) * guide[..., None] + resize(box(b), side, side)
+    return box(a), box(b)
+
+
+def guided_upsample(low: np.ndarray, guide: np.ndarray) -> np.ndarray:
+    """(s, s, C) coarse values -> (S, S, C) following the edges of the (S, S) full-size guide in [0, 1]."""
+    size, side = low.shape[0], guide.shape[0]
+    a, b = guided_coefficients(low, resize(guide, size, size))
+    return resize(a, side, side) * guide[..., None] + resize(b, side, side)
+
+
+def _bilinear_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each output row of a bilinear enlargement in_size -> out_size (pixel centres aligned, edges clamped, as
+    Pillow's): the upper input row and the weight of the one below it."""
+    centre = np.clip((np.arange(out_size) + 0.5) * (in_size / out_size) - 0.5, 0.0, in_size - 1.0)
+    upper = np.minimum(centre.astype(np.intp), max(in_size - 2, 0))
+    return upper, (centre - upper).astype(np.float32)
+
+
+def guided_values(low: np.ndarray, guide: np.ndarray, crop: SubjectCrop, rows: np.ndarray, cols: np.ndarray
+                  ) -> np.ndarray:
+    """(N, C): guided_upsample(low, guide) on `crop`, put back on the plate, at plate pixels (rows, cols); 0 at those
+    outside the window. Only those pixels are computed (the nets' passes are needed inside the matte only, a
+    fraction of a frame), so the full-size coefficient maps are never made."""
+    size, side, channels = low.shape[0], crop.side, low.shape[-1]
+    rows, cols = rows - crop.top, cols - crop.left
+    inside = (rows >= 0) & (rows < side) & (cols >= 0) & (cols < side)
+    rows, cols = rows[inside], cols[inside]
+    values = np.zeros((inside.size, channels), np.float32)
+    if side <= size:  # shrinking (a subject smaller than the working size): the dense filter is as cheap
+        values[inside] = guided_upsample(low, guide)[rows, cols]
+        return values
+    a, b = guided_coefficients(low, resize(guide, size, size))
+    across = resize(np.concatenate([a, b], axis=-1), size, side)  # the horizontal pass of the enlargement
+    upper, weight = _bilinear_taps(side, size)
+    flat, index = across.reshape(-1, 2 * channels), upper[rows] * side + cols
+    fits = np.take(flat, index, axis=0)  # the vertical pass, at these pixels only
+    below = np.take(flat, index + side, axis=0)
+    below -= fits
+    below *= weight[rows, None]
+    fits += below
+    values[inside] = fits[:, :channels] * guide[rows, cols, None] + fits[:, channels:]
+    return values
 
 
 def plate_guide(plate_linear: np.ndarray, crop: SubjectCrop) -> np.ndarray:
     """The guide of guided_upsample on `crop` at full size: the plate's sRGB-encoded luminance in [0, 1]."""
-    luminance = np.asarray(plate_linear[..., :3], np.float32) @ np.array([0.2126, 0.7152, 0.0722], np.float32)
-    return crop.take(np.clip(linear_to_srgb(luminance), 0.0, 1.0), crop.side)
+    window = crop.window(np.asarray(plate_linear[..., :3], np.float32))  # windowed first: 0 stays 0
+    return np.clip(linear_to_srgb(window @ np.array([0.2126, 0.7152, 0.0722], np.float32)), 0.0, 1.0)
 
 
 def estimate_normals_learned(plate_linear: np.ndarray, alpha: np.ndarray, settings: RelightSettings) -> np.ndarray:
     """(H, W, 3) unit camera-space normals from the geometry net, 0 where alpha is 0."""
-    height, width = alpha.shape
     crop = subject_crop(alpha)
     model = load_model(GEOMETRY_NET, settings)
     output = model.run(net_input(plate_linear, alpha, crop, WORK_SIZE))[model.outputs[0]]
-    low = unit_normals(output)
-    full = crop.put_back(guided_upsample(low, plate_guide(plate_linear, crop)), height, width)
-    length = np.linalg.norm(full, axis=-1, keepdims=True)
-    full = np.where(length > 1e-6, full / np.maximum(length, 1e-6), 0.0)
-    full[alpha <= 0.0] = 0.0
-    return full.astype(np.float32)
+    rows, cols = np.nonzero(alpha > 0.0)
+    values = guided_values(unit_normals(output), plate_guide(plate_linear, crop), crop, rows, cols)
+    length = np.linalg.norm(values, axis=-1, keepdims=True)
+    full = np.zeros(alpha.shape + (3,), np.float32)
+    full[rows, cols] = np.where(length > 1e-6, values / np.maximum(length, 1e-6), 0.0)
+    return full

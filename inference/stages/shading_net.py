@@ -23,7 +23,7 @@ from ..models.registry import SHADING_NET
 from ..models.session import load_model
 from ..settings import RelightSettings
 from . import lightmaps
-from .normals_net import WORK_SIZE, SubjectCrop, guided_upsample, net_input, plate_guide, subject_crop
+from .normals_net import WORK_SIZE, SubjectCrop, guided_values, net_input, plate_guide, subject_crop
 
 IN_CHANNELS, OUT_CHANNELS = 25, 7
 WEIGHT_SCALE = 0.05
@@ -93,7 +93,7 @@ def shading_net_input(foreground: np.ndarray, alpha: np.ndarray, normal_crop: np
 
 
 def decode_output(output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(S, S, 7) raw net output -> (diffuse ratio (S, S, 3), lobe weights (S, S, 4))."""
+    """(..., 7) raw net output -> (diffuse ratio (..., 3), lobe weights (..., 4))."""
     ratio = np.exp(np.clip(output[..., :3], *RATIO_RANGE))
     weights = WEIGHT_SCALE * np.logaddexp(0.0, output[..., 3:] - WEIGHT_OFFSET)  # softplus
     return ratio.astype(np.float32), weights.astype(np.float32)
@@ -103,7 +103,8 @@ def predict_shading(foreground: np.ndarray, alpha: np.ndarray, normals: np.ndarr
                     prefiltered: lightmaps.PrefilteredEnvironment, fov_deg: float, settings: RelightSettings,
                     frame_size: tuple[int, int] | None = None, offset: tuple[int, int] = (0, 0)
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """(diffuse ratio (H, W, 3), lobe weights (H, W, 4)) on the (H, W) arrays given, at full resolution.
+    """(diffuse ratio (H, W, 3), lobe weights (H, W, 4)) on the (H, W) arrays given, at full resolution, inside the
+    matte (alpha > 0: where the light maps are); outside it the ratio is 1 and the weights 0.
 
     The arrays may be a box of a larger frame: `frame_size` (width, height) is the frame's and `offset` (top, left)
     the box's place in it, so the crop's camera rays are the frame's."""
@@ -121,5 +122,10 @@ def predict_shading(foreground: np.ndarray, alpha: np.ndarray, normals: np.ndarr
     output = np.asarray(model.run(x)[model.outputs[0]], np.float32)[0].transpose(1, 2, 0)
     # log ratio and raw weights are upsampled (smooth quantities), then decoded: both stay in their ranges; outside
     # the crop (no subject there) the raw output is 0
-    upsampled = crop.put_back(guided_upsample(output, plate_guide(foreground, crop)), height, width)
-    return decode_output(upsampled)
+    rows, cols = np.nonzero(alpha > 0.0)
+    ratio_values, weight_values = decode_output(guided_values(output, plate_guide(foreground, crop), crop, rows, cols))
+    ratio = np.ones((height, width, 3), np.float32)
+    weights = np.zeros((height, width, OUT_CHANNELS - 3), np.float32)
+    ratio[rows, cols] = ratio_values
+    weights[rows, cols] = weight_values
+    return ratio, weights
