@@ -52,12 +52,15 @@ lightstage-sample: models
 
 # Training poses (ground truth + 32-light OLAT basis at 256^2, ~100 per hour on 2 cores) cached in
 # $(CACHE)/lightstage/poses-v2/{train,val}/; renders only the missing ones, so the cache grows: make lightstage-poses N=1000
+# (START=K begins at seed index K: new identities on a machine whose earlier poses are gone)
 lightstage-poses: models
-	$(PY) tools/lightstage.py --poses --count $(or $(N),100) --cache $(CACHE)
+	$(PY) tools/lightstage.py --poses --count $(or $(N),100) $(if $(START),--start $(START)) --cache $(CACHE)
 
-# Train a net on the cached poses, resumably, then export it: make train NET=geometry MINUTES=90
+# Train a net on the cached poses, resumably, then export it: make train NET=geometry MINUTES=90; a new run can
+# start from the shipped weights (fine-tuning on new poses): make train NET=albedo INIT=shipped LR=3e-4
 train: models $(VENV)/.train-installed
-	$(PY) tools/train.py --net $(or $(NET),geometry) --minutes $(or $(MINUTES),60) --cache $(CACHE)
+	$(PY) tools/train.py --net $(or $(NET),geometry) --minutes $(or $(MINUTES),60) --cache $(CACHE) \
+		$(if $(INIT),--init $(INIT)) $(if $(LR),--lr $(LR))
 
 # Pack rendered cases into training shards (<= 60 MB .npz each, numpy-only reader): make lightstage-pack CASES=DIR OUT=DIR
 lightstage-pack: $(VENV)/.installed

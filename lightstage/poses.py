@@ -151,12 +151,15 @@ def render_poses(seeds: list[int], root: Path, renderer_factory=PoseRenderer, lo
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Render training poses (ground truth + OLAT basis) into the cache.")
     parser.add_argument("--count", type=int, required=True, help="how many poses the cache should hold")
+    parser.add_argument("--start", type=int, default=0,
+                        help="index of the first seed (FIRST_SEED + start): a run whose earlier poses are gone (a "
+                             "fresh machine) renders new identities instead of re-rendering the same ones")
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--size", type=int, default=SIZE)
     parser.add_argument("--shared", type=Path, default=None)
     args = parser.parse_args(argv)
     root = poses_dir(args.cache)
-    seeds = [FIRST_SEED + i for i in range(args.count)]
+    seeds = [FIRST_SEED + args.start + i for i in range(args.count)]
     shared = args.shared or default_shared()
     render_poses(seeds, root, lambda: PoseRenderer(args.size, shared=shared))
     done = sum(1 for seed in seeds if pose_path(root, seed).is_file())

@@ -10,6 +10,7 @@ remaining steps).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -60,6 +61,7 @@ class History:
     val_metric: list[float] = field(default_factory=list)
     seconds: float = 0.0  # training wall time over all calls
     samples: int = 0
+    initialised_from: str = ""  # the ONNX file (and its sha256 prefix) a warm-started run began from
 
 
 def _save_atomic(state: dict, path: Path) -> None:
@@ -77,9 +79,10 @@ def validate(task: Task, model: nn.Module, batches: list[Batch]) -> tuple[float,
 
 
 def train(task: Task, out_dir: Path, config: RunConfig = RunConfig(), minutes: float | None = None,
-          steps: int | None = None, log=print) -> tuple[nn.Module, History]:
+          steps: int | None = None, log=print, init: Path | None = None) -> tuple[nn.Module, History]:
     """Train until `steps` (total, over all calls) or `minutes` (this call) is reached, whichever comes first;
-    resumes from out_dir/checkpoint.pt when present."""
+    resumes from out_dir/checkpoint.pt when present, else starts from the weights of the ONNX file `init` (an
+    earlier export of this net, training/warm_start.py) when given."""
     if minutes is None and steps is None:
         raise ValueError("give a time budget (minutes) or a step count")
     torch.set_num_threads(config.threads)
@@ -98,6 +101,13 @@ def train(task: Task, out_dir: Path, config: RunConfig = RunConfig(), minutes: f
         torch.set_rng_state(state["torch_rng"])
         history, step = History(**state["history"]), state["step"]
         log(f"{task.name}: resuming at step {step}")
+    elif init is not None:
+        from .warm_start import state_from_onnx
+
+        model.load_state_dict(state_from_onnx(init, model))
+        digest = hashlib.sha256(Path(init).read_bytes()).hexdigest()
+        history.initialised_from = f"{Path(init).name} sha256 {digest[:12]}"
+        log(f"{task.name}: starting from the weights of {init}")
     validation = task.validation_batches()
     batches = task.train_batches(rng, config.batch_size)
     call_start, first_step = time.monotonic(), step
