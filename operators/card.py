@@ -230,10 +230,11 @@ class PORTRAIT_RELIGHT_OT_add_relit_card(bpy.types.Operator):
                     return split_all(frames, folder, progress)
 
             def apply(written):
-                target = bpy.data.scenes[scene_name]
+                target = jobs.still_there(bpy.data.scenes, scene_name, "scene", folder)
+                camera_object = jobs.still_there(bpy.data.objects, camera_name, "camera", folder)
                 collection = bpy.data.collections.get(collection_name) if collection_name else None
-                create_card(target, collection or target.collection, bpy.data.objects[camera_name], written[0],
-                            frames, source, distance, frame_start, roughness)
+                create_card(target, collection or target.collection, camera_object, written[0], frames, source,
+                            distance, frame_start, roughness)
 
             jobs.start("Portrait Relight Card", work, apply)
         except RelightInputError as exc:

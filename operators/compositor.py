@@ -215,8 +215,9 @@ class PORTRAIT_RELIGHT_OT_compositor_relight(ShotOperator, bpy.types.Operator):
                 return backdrop
 
             def apply(backdrop):
-                target = bpy.data.scenes[scene_name]
-                insert_nodes(target, compositor_tree(target).nodes[source_name], exr_path, backdrop)
+                target = jobs.still_there(bpy.data.scenes, scene_name, "scene", exr_path)
+                node = jobs.still_there(compositor_tree(target).nodes, source_name, "plate node", exr_path)
+                insert_nodes(target, node, exr_path, backdrop)
 
             jobs.start("Portrait Relight", work, apply)
         except RelightInputError as exc:

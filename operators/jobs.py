@@ -19,6 +19,7 @@ in a worker thread) and `apply(result)` (bpy, from a `bpy.app.timers` callback o
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -211,6 +212,16 @@ def _forget(job: Job) -> None:
 def cancel_all() -> None:
     for job in running_jobs():
         job.cancel()
+
+
+def still_there(collection, name: str, what: str, results: str | os.PathLike) -> Any:
+    """`collection[name]` in a job's `apply`: when the user deleted it (a scene, node, strip or camera) while the
+    job ran, one line saying so and where the job's complete results are, instead of a KeyError."""
+    item = collection.get(name)
+    if item is None:
+        raise RelightInputError(None, f"the {what} '{name}' was deleted while the job ran; its results are in "
+                                      f"{os.fspath(results)}")
+    return item
 
 
 def start(title: str, work: Callable[[Progress], Any], apply: Callable[[Any], None]) -> Job:

@@ -14,6 +14,8 @@ from ..inference.errors import RelightInputError
 from ..inference.io.imageio import read_plate
 from ..inference.lighting.sources import Lighting, resolve_lighting
 from ..inference.settings import DEFAULT_FOV_DEG
+from ..inference.shots.background import MovingBackground
+from ..inference.shots.sources import is_movie, is_sequence_pattern, open_shot
 from .world import camera_fov_deg, world_lighting
 
 LIGHTING_ITEMS = (
@@ -30,9 +32,29 @@ def scene_camera_fov(scene: "bpy.types.Scene", width: int, height: int) -> float
     return DEFAULT_FOV_DEG
 
 
-def resolve_shot_lighting(props, scene: "bpy.types.Scene", width: int, height: int) -> Lighting:
-    """Read whatever the chosen lighting source needs; raises RelightInputError naming the bad file."""
-    background = read_plate(bpy.path.abspath(props.background_path)) if props.background_path else None
+def moving_background(props, plate_first: int) -> MovingBackground | None:
+    """The shot settings' background as a moving plate when it names an image sequence (a `####` pattern) or a
+    movie: background frame first + k goes behind the shot's frame `plate_first` + k (inference/shots/background.py).
+    None for a still background or none."""
+    path = bpy.path.abspath(props.background_path) if props.background_path else ""
+    if not (path and (is_sequence_pattern(path) or is_movie(path))):
+        return None
+    return MovingBackground(open_shot(path), plate_first)
+
+
+def resolve_shot_lighting(props, scene: "bpy.types.Scene", width: int, height: int,
+                          moving: MovingBackground | None = None) -> Lighting:
+    """Read whatever the chosen lighting source needs; raises RelightInputError naming the bad file. With a
+    `moving` background, what the light is estimated from is the mean of frames spread over it (once per shot)."""
+    background = None
+    if moving is not None:
+        background = moving.light_plate()
+    elif props.background_path:
+        path = bpy.path.abspath(props.background_path)
+        if is_sequence_pattern(path) or is_movie(path):
+            raise RelightInputError(path, "a moving background (an image sequence or a movie) goes behind a shot: "
+                                          "relight a strip in the Video Sequencer, or choose a still image")
+        background = read_plate(path)
     if props.lighting == "WORLD":
         return resolve_lighting(world=lambda: world_lighting(scene, width, height), background=background)
     fov = scene_camera_fov(scene, width, height)

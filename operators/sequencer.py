@@ -6,7 +6,9 @@ and its hold offsets, animation_offset_start/end, same names in Blender 4.5 and 
 frame as Blender's sequencer maps it (inference/shots/timeline.visible_source_frames). The strip's colour space
 (colorspace_settings) decodes the frames like Blender (inference/io/colorspace.py); movie strips are decoded with
 PyAV (inference/shots/sources.Movie). The frames go through the one shot loop (inference/shots/runner.py), so
-resuming, frame locks and failures behave as in ./relight.
+resuming, frame locks and failures behave as in ./relight. The shot settings' Background may move (an image
+sequence or a movie): its first frame goes behind the strip's first visible frame, frame for frame after it, and
+light estimated from it is estimated once for the strip (inference/shots/background.py, as ./relight does).
 
 Per source frame it writes <folder>/<stem>.exr (all passes, for compositing) and <stem>_preview.png, plus
 <stem>_composite.exr holding only the composite (inference/shots/outputs.pass_file, the name Load Relit Shot
@@ -26,6 +28,7 @@ from ..inference.errors import RelightInputError
 from ..inference.lighting.sources import Lighting
 from ..inference.pipeline import check_output_folder
 from ..inference.settings import RelightSettings
+from ..inference.shots.background import MovingBackground
 from ..inference.shots.frames import consecutive_frames
 from ..inference.shots.outputs import pass_file, write_pass_files
 from ..inference.shots.runner import FrameEvent, ShotFrame, file_frames, relight_frames, shot_frames
@@ -33,7 +36,7 @@ from ..inference.shots.sources import Movie
 from ..inference.shots.timeline import visible_source_frames
 from . import jobs
 from .image_utils import blender_color_spaces, loaded_size
-from .lighting import output_folder, resolve_shot_lighting
+from .lighting import moving_background, output_folder, resolve_shot_lighting
 from .shot_import import add_shot_node, free_channel
 from .shot_settings import ShotOperator, relight_settings, shot_values
 
@@ -89,10 +92,11 @@ def strip_sources(strip: "bpy.types.Strip", scene, out_dir: Path) -> tuple[list[
 
 
 def relight_strip_frames(frames: list[ShotFrame], out_dir: Path, lighting: Lighting, settings: RelightSettings,
-                         progress: jobs.Progress) -> list[Path]:
-    """Worker-thread part: relight the frames with the shot loop; each complete frame also gets the single-pass
-    composite EXR the strip shows. A frame that fails does not stop the others; the first failure is raised at the
-    end. Returns the single-pass files, one per frame."""
+                         progress: jobs.Progress, moving: MovingBackground | None = None) -> list[Path]:
+    """Worker-thread part: relight the frames with the shot loop (each over its own frame of a `moving`
+    background when there is one); each complete frame also gets the single-pass composite EXR the strip shows. A
+    frame that fails does not stop the others; the first failure is raised at the end. Returns the single-pass
+    files, one per frame."""
 
     def report(event: FrameEvent) -> None:
         if event.status == "busy":
@@ -103,8 +107,9 @@ def relight_strip_frames(frames: list[ShotFrame], out_dir: Path, lighting: Light
                   "failed": f"FAILED: {event.reason}"}[event.status]
         progress.frame_done(f"frame {event.index}/{event.count} {event.stem} {detail}")
 
-    summary = relight_frames(frames, out_dir, lighting.environment, settings, lighting.background,
-                             report=report, progress=progress)
+    summary = relight_frames(frames, out_dir, lighting.environment, settings,
+                             moving.read if moving is not None else lighting.background, report=report,
+                             progress=progress)
     if summary.failed:
         raise RelightInputError(None, summary.failure_line(len(frames)))
     return [pass_file(frame.paths.exr, STRIP_PASS) for frame in frames]
@@ -114,7 +119,10 @@ def add_relit_strip(scene, source_name: str, outputs: list[Path]) -> "bpy.types.
     """An image strip of `outputs` (one per visible frame of the source, in timeline order) starting where the
     source's visible part starts, so each relit frame lies on its source frame."""
     editor = scene.sequence_editor
-    source = editor.strips_all[source_name]
+    if editor is None:
+        raise RelightInputError(None, f"the sequencer of scene '{scene.name}' was removed while the job ran; its "
+                                      f"results are in {os.fspath(outputs[0].parent)}")
+    source = jobs.still_there(editor.strips_all, source_name, "strip", outputs[0].parent)
     name = f"{source_name}{STRIP_NAME_SUFFIX}"
     old = editor.strips_all.get(name)
     if old is not None:  # re-running replaces the previous result
@@ -148,34 +156,38 @@ class PORTRAIT_RELIGHT_OT_sequencer_relight(ShotOperator, bpy.types.Operator):
             shot_folder = Path(output_folder(values))
             out_dir = shot_folder / strip.name
             frames, order, movie = strip_sources(strip, scene, out_dir)
+            moving = None
             try:
                 if movie is not None:
                     height, width = movie.frame_size
                 else:
                     width, height = _frame_size(Path(frames[0].label))
-                lighting = resolve_shot_lighting(values, scene, width, height)
+                # a moving background lines up with the strip's first visible frame
+                moving = moving_background(values, frames[0].number)
+                if moving is not None:
+                    moving.check_covers([frame.number for frame in frames])
+                lighting = resolve_shot_lighting(values, scene, width, height, moving)
                 settings = relight_settings(context, values, lighting.fov_deg)
                 check_output_folder(shot_folder)  # a file in its place is named, not just the sub-folder failing
                 check_output_folder(out_dir)
             except RelightInputError:
-                if movie is not None:
-                    movie.close()
+                close_sources(movie, moving)
                 raise
             scene_name, strip_name = scene.name, strip.name
 
             def work(progress):
                 try:
-                    relit = relight_strip_frames(frames, out_dir, lighting, settings, progress)
+                    relit = relight_strip_frames(frames, out_dir, lighting, settings, progress, moving)
                 finally:
-                    if movie is not None:
-                        movie.close()
+                    close_sources(movie, moving)
                 return [relit[i] for i in order]  # one per visible timeline frame
 
             def apply(outputs):
-                relit_strip = add_relit_strip(bpy.data.scenes[scene_name], strip_name, outputs)
+                target = jobs.still_there(bpy.data.scenes, scene_name, "scene", out_dir)
+                relit_strip = add_relit_strip(target, strip_name, outputs)
                 passes = consecutive_frames([frames[i].paths.exr for i in order])
                 if passes is not None:  # every pass as a compositor socket, in step with the relit strip
-                    add_shot_node(bpy.data.scenes[scene_name], passes, relit_strip.frame_final_start)
+                    add_shot_node(target, passes, relit_strip.frame_final_start)
 
             jobs.start("Portrait Relight", work, apply)
         except RelightInputError as exc:
@@ -183,6 +195,13 @@ class PORTRAIT_RELIGHT_OT_sequencer_relight(ShotOperator, bpy.types.Operator):
             return {"CANCELLED"}
         self.report({"INFO"}, f"relighting {len(frames)} frame(s) of '{strip_name}' into {os.fspath(out_dir)}")
         return {"FINISHED"}
+
+
+def close_sources(movie: Movie | None, moving: MovingBackground | None) -> None:
+    """Close the strip's movie and the moving background's shot (their decoders hold files open)."""
+    for source in (movie, moving.shot if moving is not None else None):
+        if source is not None:
+            source.close()
 
 
 def _frame_size(path: Path) -> tuple[int, int]:

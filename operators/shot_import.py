@@ -129,7 +129,7 @@ class PORTRAIT_RELIGHT_OT_load_relit_shot(bpy.types.Operator):
                         return write_pass_files(sources, pass_name, progress)
 
                 def apply(pass_files):  # node and strip together, once every frame proved a relit EXR
-                    target = bpy.data.scenes[scene_name]
+                    target = jobs.still_there(bpy.data.scenes, scene_name, "scene", frames[0][1].parent)
                     add_shot_node(target, frames)
                     add_shot_strip(target, frames, pass_files, pass_name)
 

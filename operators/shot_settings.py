@@ -52,7 +52,9 @@ def _properties(options: set[str]) -> dict:
             description="Turns the HDRI about the vertical axis (same sense as a Mapping node's Z rotation)"),
         "background_path": bpy.props.StringProperty(
             name="Background", subtype="FILE_PATH", options=paths,
-            description="Image to composite onto (and, with Background Image lighting, the light source)"),
+            description="Image to composite onto (and, with Background Image lighting, the light source). For a "
+                        "strip, also an image sequence (name.####.png) or a movie: its first frame goes behind the "
+                        "strip's first visible frame, and the light is estimated once from the whole background"),
         "specular_strength": bpy.props.FloatProperty(
             name="Specular Strength", default=DEFAULT_SPECULAR_STRENGTH, min=0.0, soft_max=4.0, options=options,
             description="Gain on the specular term (1 = the skin-like default, 0 = diffuse only)"),

@@ -318,3 +318,24 @@ def test_sequencer_job_cancelled_then_resumed_matches_an_uninterrupted_run(regis
         a, b = (read_passes(d / f"plate.{frame:04d}.exr") for d in (full, resumed))
         for name in a:
             np.testing.assert_array_equal(a[name], b[name], err_msg=f"frame {frame} {name}")
+
+
+def test_a_strip_deleted_while_its_job_ran_is_one_clear_line(registered, tmp_path, monkeypatch):
+    """The user may delete the source strip (or its scene) while the worker relights: `apply` then says so and where
+    the complete frames are, instead of failing with a KeyError."""
+    frames = astronaut_sequence(tmp_path / "plates", count=1)
+    scene = strip_scene(frames, tmp_path / "out")
+    captured = {}
+    monkeypatch.setattr(jobs, "start", lambda title, work, apply: captured.update(work=work, apply=apply))
+    assert bpy.ops.portrait_relight.sequencer_relight() == {"FINISHED"}
+    outputs = captured["work"](jobs.Progress(jobs.Job("worker", None, None)))
+    assert outputs[0].is_file()
+    editor = scene.sequence_editor
+    editor.strips.remove(editor.strips_all["plate"])
+    with pytest.raises(RelightInputError, match=r"^the strip 'plate' was deleted while the job ran; its results "
+                                                r"are in .*out.plate$"):
+        captured["apply"](outputs)
+    bpy.data.scenes.new("other")  # a file keeps one scene at least
+    bpy.data.scenes.remove(scene)
+    with pytest.raises(RelightInputError, match="the scene 'Scene' was deleted while the job ran"):
+        captured["apply"](outputs)

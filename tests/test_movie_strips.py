@@ -15,6 +15,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
+from portrait_relight.inference.errors import RelightInputError  # noqa: E402
 from portrait_relight.inference.shots.sources import Movie  # noqa: E402
 from portrait_relight.operators import jobs  # noqa: E402
 
@@ -212,6 +213,59 @@ def test_image_sequence_strip_with_offsets(registered, tmp_path):
     stems = ["plate.0003", "plate.0004"]
     check_relit_strip(scene, "plate", tmp_path / "out" / "plate", stems,
                       [read_plate(folder / f"{stem}.png") for stem in stems])
+
+
+def test_strip_over_a_moving_background_lit_by_it(registered, tmp_path):
+    """A background sequence in the shot settings: its first frame goes behind the strip's first visible frame and
+    so on, and the light, estimated from that background, is one for the strip (from frames spread over it all)."""
+    from PIL import Image
+    from test_moving_background import backgrounds
+    from test_sequences import write_sequence
+
+    from portrait_relight.inference.io.exr import read_passes
+    from portrait_relight.inference.io.imageio import read_plate, srgb_to_linear
+    from portrait_relight.inference.lighting.sources import resolve_lighting
+    from portrait_relight.inference.pipeline import relight
+    from portrait_relight.operators.lighting import resolve_shot_lighting
+    from portrait_relight.operators.shot_settings import relight_settings, shot_values
+
+    assert SIZE == 160  # backgrounds() draws frames at test_sequences.SIZE, the strip's frame size here
+    folder = tmp_path / "plates"
+    folder.mkdir()
+    for number, pixels in enumerate(astronaut_frames(5), 1):
+        Image.fromarray(pixels).save(folder / f"plate.{number:04d}.png")
+    behind = backgrounds(4, seed=5)
+    write_sequence(tmp_path / "bg", behind, first=51, pattern="bg.{:04d}.png")
+    scene = new_scene(tmp_path / "out")
+    scene.portrait_relight.lighting = "BACKGROUND"
+    scene.portrait_relight.background_path = str(tmp_path / "bg" / "bg.####.png")
+    editor = scene.sequence_editor_create()
+    strip = editor.strips.new_image("plate", str(folder / "plate.0001.png"), channel=1, frame_start=1)
+    for number in range(2, 6):
+        strip.elements.append(f"plate.{number:04d}.png")
+    strip.frame_offset_start, strip.frame_offset_end = 1, 1  # visible: files 2-4, over background frames 51-53
+    editor.active_strip = strip
+    assert bpy.ops.portrait_relight.sequencer_relight() == {"FINISHED"}
+
+    values = shot_values(scene)
+    mean_background = np.mean([srgb_to_linear(frame.astype(np.float32) / 255.0) for frame in behind], axis=0)
+    lighting = resolve_lighting(background=mean_background.astype(np.float32), fov_deg=lighting_fov(scene))
+    settings = relight_settings(bpy.context, values, lighting.fov_deg)
+    for k, stem in enumerate(["plate.0002", "plate.0003", "plate.0004"]):
+        passes = read_passes(tmp_path / "out" / "plate" / f"{stem}.exr")
+        backdrop = srgb_to_linear(behind[k].astype(np.float32) / 255.0)
+        direct = relight(read_plate(folder / f"{stem}.png"), lighting.environment, settings, backdrop).passes
+        np.testing.assert_allclose(passes["composite"], direct["composite"], atol=2e-3, err_msg=stem)
+        np.testing.assert_allclose(passes["relit"], direct["relit"], atol=2e-3, err_msg=stem)
+    # a still-image job (the compositor's) cannot take a moving background: one line says where it can go
+    with pytest.raises(RelightInputError, match="Video Sequencer"):
+        resolve_shot_lighting(values, scene, SIZE, SIZE)
+
+
+def lighting_fov(scene) -> float:
+    from portrait_relight.operators.lighting import scene_camera_fov
+
+    return scene_camera_fov(scene, SIZE, SIZE)
 
 
 def test_strip_colour_space_decodes_like_blender(tmp_path):
