@@ -129,6 +129,23 @@ def test_albedo_loss_ignores_one_exposure_per_sample_but_not_the_light_colour(fi
     assert task.metric(output, target, mask) == pytest.approx(base / math.log(2.0))
 
 
+def test_albedo_batches_come_in_twins_held_to_agree(fixture_poses):
+    """Albedo training batches pair each sample with a twin (fresh noise, moved by at most a pixel, the same
+    augmentation), and the training loss charges any difference between the twins' outputs."""
+    task = make_task(albedo.AlbedoTask, fixture_poses)
+    x, target, mask = next(task.train_batches(np.random.default_rng(0), 4))
+    assert x.shape[0] == 4
+    for first, second in ((0, 1), (2, 3)):
+        plate_difference = (x[first, :3] - x[second, :3]).abs()
+        assert 0.0 < plate_difference.mean() < 0.05  # another frame of the same shot, not another sample
+        assert (mask[first] != mask[second]).float().mean() < 0.1
+    output = torch.randn_like(target)
+    agreeing = output.clone()
+    agreeing[1::2] = agreeing[0::2]
+    assert torch.isclose(task.training_loss(agreeing, target, mask), task.loss(agreeing, target, mask))
+    assert task.training_loss(output, target, mask) > task.loss(output, target, mask) + 0.1
+
+
 def test_shading_pair_renders_its_target_from_the_light_maps(fixture_poses):
     """A relighting pair of a Lambertian fixture (its OLAT basis is exact): the pass contract rendered with the
     net's neutral diffuse (ratio 1) and no specular, from the light maps the product computes for the target's

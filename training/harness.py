@@ -40,6 +40,11 @@ class Task(Protocol):
 
     def loss(self, output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor: ...
 
+    def training_loss(self, output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """What the optimiser minimises on a training batch: `loss`, plus whatever terms the task's training
+        batches carry (validation is always scored by `loss` alone)."""
+        ...
+
     def metric(self, output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float: ...
 
 
@@ -121,7 +126,7 @@ def train(task: Task, out_dir: Path, config: RunConfig = RunConfig(), minutes: f
         for group in optimiser.param_groups:
             group["lr"] = config.learning_rate * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * done)))
         inputs, targets, masks = next(batches)
-        loss = task.loss(model(inputs), targets, masks)
+        loss = task.training_loss(model(inputs), targets, masks)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

@@ -80,14 +80,26 @@ class PoseTask:
     def make_model(self) -> nn.Module:
         return UNet(self.in_channels, self.out_channels)
 
+    def training_loss(self, output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.loss(output, target, mask)
+
+    def draw(self, rng: np.random.Generator) -> tuple[dict, int]:
+        """A random training pose and a random sample seed for it."""
+        pose = self.load(self.train_poses[int(rng.integers(len(self.train_poses)))])
+        return pose, int(rng.integers(2 ** 31))
+
+    def refresh(self, batch: int) -> None:
+        """Every REFRESH_EVERY batches, take in the poses rendered since."""
+        if self.find_train_poses is not None and batch % REFRESH_EVERY == 0:
+            self.train_poses = self.find_train_poses() or self.train_poses
+
     def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator[Batch]:
         for batch in itertools.count(1):
-            if self.find_train_poses is not None and batch % REFRESH_EVERY == 0:
-                self.train_poses = self.find_train_poses() or self.train_poses
+            self.refresh(batch)
             items = []
             for _ in range(batch_size):
-                pose = self.load(self.train_poses[int(rng.integers(len(self.train_poses)))])
-                items.append(self.prepare(self.derive(pose, int(rng.integers(2 ** 31))), self.size, rng))
+                pose, sample_seed = self.draw(rng)
+                items.append(self.prepare(self.derive(pose, sample_seed), self.size, rng))
             yield stack(items)
 
     def validation_batches(self, batch_size: int = 8) -> list[Batch]:
