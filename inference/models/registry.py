@@ -102,7 +102,7 @@ ALBEDO_NET = ModelSpec(
     "albedo_net", "the plate's log source shading from plate, matte and normals on the subject's crop "
                   "(stages/albedo_net.py)",
     CommittedOnnx("training/albedo.py"),
-    "acd1f5c4e7bfe740fea8227a8f076f1ddc4a2198591ac2d7940423defb2e280b",
+    "4dd68420fa4ccf25d20465837c538c9fcf4354eaa87dcdc6753eda12a4b58967",
     ModelContract((1, 7, "height", "width"), ((1, 3, "height", "width"),)), OWN_LICENCE)
 
 SHADING_NET = ModelSpec(
