@@ -5,9 +5,10 @@ normals and albedo); "learned normals" is the same with `--normals learned`. The
 matte and geometry once per normals method and the stages after them through `pipeline.relight_subject`, the
 function `relight` itself uses after matting and geometry (tests check that with nothing swapped it reproduces
 `relight`): "learned albedo" / "learned normals+albedo" with `--albedo learned` (and `--normals learned`);
-"learned shading" with `--shading learned` alone, "all learned" with the three nets; "light from background"
-(v2) and "... v1" under the light each estimator infers from `background_photo` alone, the two-picture path,
-still scored against the target HDRI's ground truth; the oracle rows with ground truth swapped into one stage
+"learned shading" with `--shading learned` alone, "all learned" with the three nets, and "all learned, oracle
+normals" / "... oracle albedo" with ground truth in one of its inputs (which learned stage costs most); "light from
+background" (v2) and "... v1" under the light each estimator infers from `background_photo` alone, the two-picture
+path, still scored against the target HDRI's ground truth; the oracle rows with ground truth swapped into one stage
 ("oracle normals+albedo, learned shading": the shading net fed exact inputs).
 """
 
@@ -29,8 +30,9 @@ from .panorama_figures import display_photo
 from .panorama_v1 import estimate_environment_v1
 
 ROW_NAMES = ("ours", "learned normals", "learned albedo", "learned normals+albedo", "learned shading", "all learned",
-             "light from background", "light from background v1", "naive composite", "oracle alpha", "oracle normals",
-             "oracle normals+albedo", "oracle normals+albedo, learned shading", "oracle alpha+normals+albedo")
+             "all learned, oracle normals", "all learned, oracle albedo", "light from background",
+             "light from background v1", "naive composite", "oracle alpha", "oracle normals", "oracle normals+albedo",
+             "oracle normals+albedo, learned shading", "oracle alpha+normals+albedo")
 
 
 @dataclass(frozen=True)
@@ -177,9 +179,16 @@ def _method_outputs(case: GroundTruthCase, settings: RelightSettings,
                                                       prefiltered))
     attempt("learned shading", lambda: compose(stages_with("classical"), environment,
                                                replace(settings, shading="learned"), prefiltered))
-    attempt("all learned", lambda: compose(stages_with("learned"), environment,
-                                           replace(settings, normals="learned", albedo="learned", shading="learned"),
-                                           prefiltered))
+    learned = replace(settings, normals="learned", albedo="learned", shading="learned")
+    gt_alpha, gt_normal, gt_albedo = gt["alpha"], gt["normal"], gt["albedo"][..., :3]
+    all_learned = attempt("all learned", lambda: compose(stages_with("learned"), environment, learned, prefiltered))
+    # which learned stage costs the all-learned path most: ground truth swapped into one of its inputs
+    attempt("all learned, oracle normals", lambda: compose(with_gt_normals(stages_with("learned"), gt_normal, gt_alpha),
+                                                           environment, learned, prefiltered))
+    if all_learned is not None:
+        attempt("all learned, oracle albedo", lambda: compose(
+            stages_with("learned"), environment, learned, prefiltered,
+            albedo=gt_albedo_inside(gt_albedo, gt_alpha, all_learned.albedo, all_learned.alpha)))
     if any(r.startswith("light from background") for r in rows):
         photo = background_photo(case, environment)
         estimates = {"light from background": lambda: estimate_environment(photo, case.fov_deg,
@@ -192,7 +201,6 @@ def _method_outputs(case: GroundTruthCase, settings: RelightSettings,
 
             attempt(name, relit_by_estimate)
     attempt("naive composite", lambda: naive_composite(plate))
-    gt_alpha, gt_normal, gt_albedo = gt["alpha"], gt["normal"], gt["albedo"][..., :3]
     if any(r in rows for r in ("oracle alpha", "oracle alpha+normals+albedo")):
         matte_only = oracle_matte_stages(plate, gt_alpha, settings)
         attempt("oracle alpha", lambda: compose(matte_only, environment, settings, prefiltered))

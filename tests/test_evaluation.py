@@ -227,6 +227,10 @@ def test_evaluate_case_rows_and_product_consistency(synthetic_case):
     assert rows["oracle normals"]["relit_psnr"] == pytest.approx(ours["relit_psnr"], abs=0.01)
     assert rows["oracle alpha"]["alpha_sad"] == 0.0
     assert rows["oracle normals+albedo"]["albedo_simse"] < 1e-10
+    # the all-learned path with one input from the ground truth: that input is exact, the rest are the nets'
+    assert rows["all learned, oracle albedo"]["albedo_simse"] < 1e-10
+    assert rows["all learned, oracle albedo"]["normal_mean_deg"] == rows["all learned"]["normal_mean_deg"]
+    assert rows["all learned, oracle normals"]["normal_mean_deg"] < 0.5 < rows["all learned"]["normal_mean_deg"]
 
 
 def test_oracle_relighting_beats_the_naive_composite(synthetic_case):
