@@ -13,10 +13,10 @@ exposure-free).
 
 Shots: the frames of a still plate differ by sensor noise and by where the matte puts the crop, and the net's
 answer must not flicker with them (the product's gate: the relit pass varies at most 1.5x as much as the plate).
-So training batches come in twins: the same sample, and a copy with fresh sensor noise whose content sits
+So training batches come in twins: the same sample, and a copy with fresh sensor noise whose content sits up to
 TWIN_SHIFT_PX off in the same crop; `training_loss` adds CONSISTENCY_WEIGHT x the exposure-free L1 distance
-between the twins' outputs inside the mask. A run that fine-tuned the shipped net without it scored better on
-validation but flickered 1.54x (session 6's note).
+between the twins' outputs inside the mask. A longer run without it scored better on validation but flickered
+1.54x (the albedo net's model card, inference/models/CONTRACTS.md).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def prepare(sample: dict, size: int, rng: np.random.Generator | None = None,
             crop: SubjectCrop | None = None) -> tuple[np.ndarray, ...]:
     """(input (7, S, S), target log shading (3, S, S), mask (1, S, S)) of a derived sample; with `rng`, degraded
     normals, a jittered crop and a random mirror. `crop` replaces the one found from the sample's matte."""
-    crop = crop or subject_crop(sample["alpha"])
+    crop = crop if crop is not None else subject_crop(sample["alpha"])
     if rng is not None:
         crop = jittered(crop, rng)
     normals = degraded_normals(sample["normal"], sample["alpha"], rng)
