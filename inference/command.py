@@ -223,7 +223,7 @@ def run_shot(args: argparse.Namespace, read_blend_world: BlendWorldReader | None
              progress: Progress | None = None) -> int:
     """An image sequence or movie: one line per frame, a summary; returns the exit status (1 if a frame failed).
     `progress` returning False stops at the next stage (Cancelled), leaving only complete frames."""
-    from .pipeline import check_output_folder
+    from .pipeline import make_output_folder
     from .shots.outputs import frame_paths
     from .shots.runner import relight_frames, shot_frames
     from .shots.sources import open_shot, select_frames
@@ -232,7 +232,7 @@ def run_shot(args: argparse.Namespace, read_blend_world: BlendWorldReader | None
     out_dir = Path(args.out)
     # A bad pattern or movie (or a movie's frame size) fails here, before the output folder is made.
     shot = open_shot(args.plate, args.colorspace, min_side=MIN_PLATE_SIDE)
-    moving = None
+    moving, undo_folder = None, None
     try:
         frames = select_frames(shot, args.frame_list)
         if isinstance(shot, ImageSequence):
@@ -242,7 +242,7 @@ def run_shot(args: argparse.Namespace, read_blend_world: BlendWorldReader | None
             if clashes:
                 raise RelightInputError(shot.source, f"--out {out_dir} would overwrite the input frames "
                                                      f"{format_frames(clashes)}: choose another output folder")
-        check_output_folder(out_dir)
+        undo_folder = make_output_folder(out_dir)
         _check_models_dir(args)
         moving = _moving_background(args, shot, frames)
         lighting = options_lighting(args, lambda: _first_frame_shape(shot, frames), read_blend_world,
@@ -257,6 +257,10 @@ def run_shot(args: argparse.Namespace, read_blend_world: BlendWorldReader | None
         summary = relight_frames(shot_frames(shot, frames, out_dir), out_dir, lighting.environment, settings,
                                  moving.read if moving else lighting.background, report=report,
                                  progress=progress or (lambda *_: True))
+    except BaseException:
+        if undo_folder is not None:
+            undo_folder()  # only while it is empty: complete frames keep their folder
+        raise
     finally:
         shot.close()
         if moving:
@@ -278,28 +282,32 @@ def run(args: argparse.Namespace, read_blend_world: BlendWorldReader | None = No
     if is_sequence_pattern(args.plate) or is_movie(args.plate):
         return run_shot(args, read_blend_world, progress)
     from .io.colorspace import read_plate_in
-    from .pipeline import check_output_folder, relight_to_files
+    from .pipeline import make_output_folder, relight_to_files
     from .shots.outputs import FrameLock, FramePaths, remove_stale_temps
 
     clock = time.perf_counter()
     out_dir = Path(args.out)
-    check_output_folder(out_dir)  # fail before minutes of work, not after
-    _check_models_dir(args)
-    # Validates the plate early (its size too); its size gives the camera FOV.
-    plate = read_plate_in(args.plate, args.colorspace, min_side=MIN_PLATE_SIDE)
-    lighting = options_lighting(args, lambda: plate.shape, read_blend_world)
-    settings = _settings(args, lighting)
-    setup = time.perf_counter() - clock
-    paths = FramePaths.for_stem(out_dir, Path(args.plate).stem)
-    exr_path, preview_path = paths.exr, paths.preview
-    lock = FrameLock(paths.lock)
-    lock.acquire(blocking=True)  # the same plate relit into this folder by another process: wait for it
+    undo_folder = make_output_folder(out_dir)  # fail before minutes of work, not after
     try:
-        remove_stale_temps(out_dir, paths)  # what a killed run left
-        stage_seconds = relight_to_files(plate, args.plate, exr_path, preview_path, lighting.environment, settings,
-                                         lighting.background, progress=progress)
-    finally:
-        lock.release()
+        _check_models_dir(args)
+        # Validates the plate early (its size too); its size gives the camera FOV.
+        plate = read_plate_in(args.plate, args.colorspace, min_side=MIN_PLATE_SIDE)
+        lighting = options_lighting(args, lambda: plate.shape, read_blend_world)
+        settings = _settings(args, lighting)
+        setup = time.perf_counter() - clock
+        paths = FramePaths.for_stem(out_dir, Path(args.plate).stem)
+        exr_path, preview_path = paths.exr, paths.preview
+        lock = FrameLock(paths.lock)
+        lock.acquire(blocking=True)  # the same plate relit into this folder by another process: wait for it
+        try:
+            remove_stale_temps(out_dir, paths)  # what a killed run left
+            stage_seconds = relight_to_files(plate, args.plate, exr_path, preview_path, lighting.environment,
+                                             settings, lighting.background, progress=progress)
+        finally:
+            lock.release()
+    except BaseException:
+        undo_folder()  # a failed run leaves no folder behind that it made
+        raise
     print(f"wrote {exr_path}")
     print(f"wrote {preview_path}")
     timings = {"inputs": setup, **{k: v for k, v in stage_seconds.items() if k != "total"}}

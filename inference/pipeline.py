@@ -223,6 +223,22 @@ def check_output_folder(out_dir: Path) -> None:
         raise RelightInputError(out_dir, "output folder is not writable")
 
 
+def make_output_folder(out_dir: Path) -> Callable[[], None]:
+    """check_output_folder for a run, and its undo: removing the folders it had to create, deepest first, while
+    they are still empty, so that a run that fails leaves nothing behind (a folder holding any file stays)."""
+    created = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]  # deepest first
+    check_output_folder(out_dir)
+
+    def undo() -> None:
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (complete frames, another process's files) or already gone
+                return
+
+    return undo
+
+
 def relight_frame(plate: np.ndarray, source_label: str | os.PathLike, environment: Environment,
                   settings: RelightSettings = RelightSettings(), background: np.ndarray | None = None,
                   progress: Progress | None = None,

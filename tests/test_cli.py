@@ -212,7 +212,7 @@ def test_option_errors(files, tmp_path, extra, fragment):
     extra = [files["hdri"] if a == "HDRI" else files["background"] if a == "BG" else a for a in extra]
     out = tmp_path / "out"
     assert_input_error(run_cli(files["plate"], "--out", out, *extra), fragment, code=2)
-    assert not out.exists() or not any(out.iterdir())
+    assert not out.exists()  # nothing left behind, not even the folder
 
 
 @pytest.mark.parametrize("name, fragment", [
@@ -224,14 +224,14 @@ def test_bad_plates_fail_with_one_line_and_no_output(files, tmp_path, name, frag
     out = tmp_path / "out"
     done = run_cli(plate, "--out", out, "--hdri", files["hdri"])
     assert_input_error(done, plate, fragment)
-    assert not out.exists() or not any(out.iterdir())
+    assert not out.exists()  # nothing left behind, not even the folder
 
 
 @pytest.mark.parametrize("name, fragment", [("square", "2:1"), ("nan", "NaN")])
 def test_bad_hdris_are_named(files, tmp_path, name, fragment):
     out = tmp_path / "out"
     assert_input_error(run_cli(files["plate"], "--out", out, "--hdri", files[name]), files[name], fragment)
-    assert not out.exists() or not any(out.iterdir())
+    assert not out.exists()  # nothing left behind, not even the folder
 
 
 def test_world_without_environment_texture(files, tmp_path):
@@ -239,7 +239,7 @@ def test_world_without_environment_texture(files, tmp_path):
     out = tmp_path / "out"
     done = run_cli(files["plate"], "--out", out, "--world-blend", blend)
     assert_input_error(done, blend, "no Environment Texture")
-    assert not out.exists() or not any(out.iterdir())
+    assert not out.exists()  # nothing left behind, not even the folder
 
 
 def test_unwritable_output_folder(files, tmp_path):
@@ -261,7 +261,7 @@ def test_user_models_folder_is_used_and_validated(files, tmp_path):
     out = tmp_path / "out"
     done = run_cli(files["plate"], "--out", out, "--hdri", files["hdri"], "--models-dir", models, "--threads", "1")
     assert_input_error(done, broken, "not a usable ONNX model")
-    assert not any(out.iterdir())
+    assert not out.exists()  # the failed run removed the folder it had made
     assert_input_error(run_cli(files["plate"], "--out", out, "--hdri", files["hdri"], "--models-dir",
                                tmp_path / "nowhere"), tmp_path / "nowhere", "models folder does not exist")
 
