@@ -24,7 +24,7 @@ import numpy as np
 
 from ..inference.errors import RelightInputError
 from ..inference.io.exr import write_passes
-from ..inference.pipeline import check_output_folder, fit_background, relight
+from ..inference.pipeline import fit_background, make_output_folder, relight
 from ..inference.settings import RelightSettings
 from ..inference.shots.frames import frame_file, split_frame_number
 from ..inference.shots.sources import MOVIE_PADDING, Movie
@@ -205,12 +205,16 @@ class PORTRAIT_RELIGHT_OT_compositor_relight(ShotOperator, bpy.types.Operator):
             lighting = resolve_shot_lighting(values, scene, width, height)
             settings = relight_settings(context, values, lighting.fov_deg)
             out_dir = Path(output_folder(values))
-            check_output_folder(out_dir)
+            undo_folder = make_output_folder(out_dir)
             exr_path = out_dir / f"{plate.stem}.exr"
             scene_name, source_name = scene.name, source.name
 
             def work(progress):
-                backdrop = relight_to_exr(plate, lighting, settings, exr_path, progress)
+                try:
+                    backdrop = relight_to_exr(plate, lighting, settings, exr_path, progress)
+                except BaseException:
+                    undo_folder()  # a failed job leaves no folder behind that it made
+                    raise
                 progress.frame_done(f"frame 1/1 relit -> {os.fspath(exr_path)}")
                 return backdrop
 

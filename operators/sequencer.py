@@ -26,7 +26,7 @@ import bpy
 
 from ..inference.errors import RelightInputError
 from ..inference.lighting.sources import Lighting
-from ..inference.pipeline import check_output_folder
+from ..inference.pipeline import make_output_folder
 from ..inference.settings import RelightSettings
 from ..inference.shots.background import MovingBackground
 from ..inference.shots.frames import consecutive_frames
@@ -168,8 +168,8 @@ class PORTRAIT_RELIGHT_OT_sequencer_relight(ShotOperator, bpy.types.Operator):
                     moving.check_covers([frame.number for frame in frames])
                 lighting = resolve_shot_lighting(values, scene, width, height, moving)
                 settings = relight_settings(context, values, lighting.fov_deg)
-                check_output_folder(shot_folder)  # a file in its place is named, not just the sub-folder failing
-                check_output_folder(out_dir)
+                # a file in the shot folder's place is named, not just the sub-folder failing
+                undo_folders = [make_output_folder(shot_folder), make_output_folder(out_dir)][::-1]
             except RelightInputError:
                 close_sources(movie, moving)
                 raise
@@ -178,6 +178,10 @@ class PORTRAIT_RELIGHT_OT_sequencer_relight(ShotOperator, bpy.types.Operator):
             def work(progress):
                 try:
                     relit = relight_strip_frames(frames, out_dir, lighting, settings, progress, moving)
+                except BaseException:
+                    for undo in undo_folders:  # only while empty: complete frames keep their folder
+                        undo()
+                    raise
                 finally:
                     close_sources(movie, moving)
                 return [relit[i] for i in order]  # one per visible timeline frame

@@ -339,3 +339,17 @@ def test_a_strip_deleted_while_its_job_ran_is_one_clear_line(registered, tmp_pat
     bpy.data.scenes.remove(scene)
     with pytest.raises(RelightInputError, match="the scene 'Scene' was deleted while the job ran"):
         captured["apply"](outputs)
+
+
+def test_a_failed_strip_job_leaves_no_folder_behind(registered, tmp_path):
+    """A strip with no person in it: the job fails with one line, and the output folders it made are gone again."""
+    from PIL import Image
+
+    folder = tmp_path / "plates"
+    folder.mkdir()
+    noise = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(folder / "plate.0001.png")
+    strip_scene([folder / "plate.0001.png"], tmp_path / "out" / "shots")
+    with pytest.raises(RuntimeError, match="no person found"):  # background mode: the operator's error report
+        bpy.ops.portrait_relight.sequencer_relight()
+    assert not (tmp_path / "out").exists()
