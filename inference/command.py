@@ -45,7 +45,7 @@ from .lighting.sources import Lighting, WorldLight, fov_problem, resolve_lightin
 from .settings import ALBEDO_METHODS, DEFAULT_FOV_DEG, NORMALS_METHODS, PROVIDERS, SHADING_METHODS, RelightSettings
 from .shots.frames import format_frames, parse_frames
 from .shots.runner import FrameEvent
-from .shots.sources import ImageSequence, is_movie, is_sequence_pattern
+from .shots.sources import ImageSequence, is_shot
 
 if TYPE_CHECKING:
     import numpy as np
@@ -133,7 +133,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             raise UsageError(f"--colorspace: {exc.problem}") from exc
     args.frame_list = None
     if args.frames is not None:
-        if not (is_sequence_pattern(args.plate) or is_movie(args.plate)):
+        if not is_shot(args.plate):
             raise UsageError(f"--frames needs an image sequence (name.####.ext) or a movie, not {args.plate}")
         try:
             args.frame_list = parse_frames(args.frames)
@@ -150,7 +150,7 @@ def options_lighting(args: argparse.Namespace, plate_shape: Callable[[], tuple[i
     from .lighting.sources import background_problem
 
     if background is None and args.background:
-        if is_sequence_pattern(args.background) or is_movie(args.background):
+        if is_shot(args.background):
             raise RelightInputError(args.background, "a moving background (an image sequence or a movie) needs a "
                                                      "plate sequence or movie to go with it")
         background = read_plate(args.background)
@@ -197,7 +197,7 @@ def _first_frame_shape(shot, frames: list[int]) -> tuple[int, int]:
 def _moving_background(args: argparse.Namespace, shot, frames: list[int]) -> MovingBackground | None:
     """--background as a MovingBackground when it names an image sequence or a movie (checked to cover `frames`),
     else None."""
-    if not args.background or not (is_sequence_pattern(args.background) or is_movie(args.background)):
+    if not args.background or not is_shot(args.background):
         return None
     from .shots.background import MovingBackground
     from .shots.sources import open_shot
@@ -279,7 +279,7 @@ def run_shot(args: argparse.Namespace, read_blend_world: BlendWorldReader | None
 def run(args: argparse.Namespace, read_blend_world: BlendWorldReader | None = None,
         progress: Progress | None = None) -> int:
     """Relight what the options name; returns the exit status. `progress` returning False cancels (Cancelled)."""
-    if is_sequence_pattern(args.plate) or is_movie(args.plate):
+    if is_shot(args.plate):
         return run_shot(args, read_blend_world, progress)
     from .io.colorspace import read_plate_in
     from .pipeline import make_output_folder, relight_to_files

@@ -15,7 +15,7 @@ from ..inference.io.imageio import read_plate
 from ..inference.lighting.sources import Lighting, resolve_lighting
 from ..inference.settings import DEFAULT_FOV_DEG
 from ..inference.shots.background import MovingBackground
-from ..inference.shots.sources import is_movie, is_sequence_pattern, open_shot
+from ..inference.shots.sources import is_shot, open_shot
 from .world import camera_fov_deg, world_lighting
 
 LIGHTING_ITEMS = (
@@ -37,7 +37,7 @@ def moving_background(props, plate_first: int) -> MovingBackground | None:
     movie: background frame first + k goes behind the shot's frame `plate_first` + k (inference/shots/background.py).
     None for a still background or none."""
     path = bpy.path.abspath(props.background_path) if props.background_path else ""
-    if not (path and (is_sequence_pattern(path) or is_movie(path))):
+    if not (path and is_shot(path)):
         return None
     return MovingBackground(open_shot(path), plate_first)
 
@@ -51,7 +51,7 @@ def resolve_shot_lighting(props, scene: "bpy.types.Scene", width: int, height: i
         background = moving.light_plate()
     elif props.background_path:
         path = bpy.path.abspath(props.background_path)
-        if is_sequence_pattern(path) or is_movie(path):
+        if is_shot(path):
             raise RelightInputError(path, "a moving background (an image sequence or a movie) goes behind a shot: "
                                           "relight a strip in the Video Sequencer, or choose a still image")
         background = read_plate(path)

@@ -38,6 +38,11 @@ def is_movie(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in MOVIE_SUFFIXES
 
 
+def is_shot(path: str | os.PathLike) -> bool:
+    """Whether `path` names many frames (an image sequence pattern or a movie) rather than one image."""
+    return is_sequence_pattern(path) or is_movie(path)
+
+
 class ImageSequence:
     """Frames `head + frame number zero-padded to the count of # + tail` (Blender's `#` pattern; the last run
     of `#` in the file name is the frame number; frames wider than the padding are written unpadded)."""
