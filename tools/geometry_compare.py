@@ -1,0 +1,61 @@
+"""The geometry net against the shipped one and the classical normals stage on the light stage's validation
+identities (never eval-v2, never the scanned head): the validation samples the training run scores (fixed seeds,
+no jitter), the ground-truth matte fed to every method, each through the product's whole normals stage (crop,
+net, guided upsampling to the sample's resolution), scored as `make eval` scores normals (evaluation/metrics.py).
+
+    .venv/bin/python tools/geometry_compare.py [--model <cache>/training/geometry/geometry.onnx] [--cache DIR]
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from net_compare import compare_arguments
+from package_loader import load_package
+
+
+def main() -> int:
+    args, model = compare_arguments(__doc__.splitlines()[0], "geometry")
+    load_package()
+
+    from portrait_relight.evaluation.metrics import normal_metrics
+    from portrait_relight.inference.models.registry import GEOMETRY_NET
+    from portrait_relight.inference.settings import RelightSettings
+    from portrait_relight.inference.stages.geometry import estimate_normals
+    from portrait_relight.lightstage.derive import HdriPool, derive_sample
+    from portrait_relight.lightstage.generate import default_shared
+    from portrait_relight.lightstage.poses import poses_dir, read_pose
+    from portrait_relight.training.pose_task import VALIDATION_SAMPLES
+
+    pool = HdriPool.from_shared(args.shared or default_shared())
+    poses = sorted((poses_dir(args.cache) / "val").glob("*.npz"))
+    with tempfile.TemporaryDirectory() as candidate_dir:
+        # The candidate goes through the product's own user-model path (settings.models_dir), as a user's would.
+        shutil.copyfile(model, Path(candidate_dir) / f"{GEOMETRY_NET.name}.onnx")
+        methods = {"classical": RelightSettings(normals="classical"),
+                   "shipped": RelightSettings(normals="learned"),
+                   "candidate": RelightSettings(normals="learned", models_dir=candidate_dir)}
+        rows: dict[str, list[tuple[float, float]]] = {name: [] for name in methods}
+        for path in poses:
+            pose = read_pose(path)
+            for seed in range(VALIDATION_SAMPLES):
+                sample = derive_sample(pose, seed, pool)
+                for name, settings in methods.items():
+                    normals = estimate_normals(sample["plate"], sample["alpha"], settings).normal
+                    scores = normal_metrics(normals, sample["normal"], sample["alpha"])
+                    rows[name].append((scores["normal_mean_deg"], scores["normal_median_deg"]))
+    print(f"{len(poses)} validation poses x {VALIDATION_SAMPLES} samples, ground-truth matte; angular error of "
+          f"the normals in degrees over the matte (candidate: {model})")
+    print(f"{'method':<11}{'mean':>8}{'median':>8}")
+    for name, values in rows.items():
+        mean = np.nanmean(np.asarray(values), axis=0)
+        print(f"{name:<11}{mean[0]:>8.2f}{mean[1]:>8.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
