@@ -228,10 +228,16 @@ def test_guided_upsampling_follows_the_guide_edges():
 
 @pytest.mark.parametrize("crop", [(20, -15, 90), (-8, 40, 70), (10, 10, 24)],
                          ids=["beyond the left edge", "beyond the top edge", "smaller than the working size"])
-def test_guided_values_at_pixels_equal_the_dense_upsampling(crop):
-    """The nets' passes are upsampled only at the matte's pixels (guided_values): the same values as the dense
-    guided_upsample of the whole window placed on the plate (brute reference), and 0 outside the window."""
-    from portrait_relight.inference.stages.normals_net import SubjectCrop, guided_upsample, guided_values
+def test_values_at_pixels_equal_the_dense_upsampling(crop):
+    """The nets' passes are upsampled only at the matte's pixels (guided_values, bilinear_values): the same values
+    as the dense guided_upsample / resize of the whole window placed on the plate (brute reference), and 0 outside
+    the window."""
+    from portrait_relight.inference.stages.normals_net import (
+        SubjectCrop,
+        bilinear_values,
+        guided_upsample,
+        guided_values,
+    )
 
     rng = np.random.default_rng(3)
     height, width, size = 100, 120, 32
@@ -239,13 +245,15 @@ def test_guided_values_at_pixels_equal_the_dense_upsampling(crop):
     plate = rng.random((height, width)).astype(np.float32)
     low = rng.normal(size=(size, size, 5)).astype(np.float32)
     guide = window.window(plate)
-    dense = np.zeros((height, width, 5), np.float32)
     top, left = max(window.top, 0), max(window.left, 0)
     bottom, right = min(window.top + window.side, height), min(window.left + window.side, width)
-    dense[top:bottom, left:right] = guided_upsample(low, guide)[top - window.top: bottom - window.top,
-                                                                left - window.left: right - window.left]
     rows, cols = np.nonzero(rng.random((height, width)) < 0.6)
-    np.testing.assert_allclose(guided_values(low, guide, window, rows, cols), dense[rows, cols], atol=2e-5)
+    for at_pixels, upsampled in ((guided_values(low, guide, window, rows, cols), guided_upsample(low, guide)),
+                                 (bilinear_values(low, window, rows, cols), resize(low, window.side, window.side))):
+        dense = np.zeros((height, width, 5), np.float32)
+        dense[top:bottom, left:right] = upsampled[top - window.top: bottom - window.top,
+                                                  left - window.left: right - window.left]
+        np.testing.assert_allclose(at_pixels, dense[rows, cols], atol=2e-5)
 
 
 def test_learned_normals_keep_the_output_contract(astronaut_linear):
