@@ -8,13 +8,10 @@ net, guided upsampling to the sample's resolution), scored as `make eval` scores
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
-from net_compare import compare_arguments
+from net_compare import candidate_models_dir, compare_arguments
 from package_loader import load_package
 
 
@@ -33,9 +30,7 @@ def main() -> int:
 
     pool = HdriPool.from_shared(args.shared or default_shared())
     poses = sorted((poses_dir(args.cache) / "val").glob("*.npz"))
-    with tempfile.TemporaryDirectory() as candidate_dir:
-        # The candidate goes through the product's own user-model path (settings.models_dir), as a user's would.
-        shutil.copyfile(model, Path(candidate_dir) / f"{GEOMETRY_NET.name}.onnx")
+    with candidate_models_dir(model, GEOMETRY_NET.name) as candidate_dir:
         methods = {"classical": RelightSettings(normals="classical"),
                    "shipped": RelightSettings(normals="learned"),
                    "candidate": RelightSettings(normals="learned", models_dir=candidate_dir)}

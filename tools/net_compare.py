@@ -1,10 +1,15 @@
 """What the tools that score a trained net against its classical stage on the validation identities share
-(albedo_compare.py, shading_compare.py): their command line and the ONNX session of the net under test."""
+(albedo_compare.py, shading_compare.py, geometry_compare.py): their command line and the net under test, as an ONNX
+session or as a user model the product loads."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -24,3 +29,12 @@ def cpu_session(model: Path):
     import onnxruntime as ort
 
     return ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+
+
+@contextlib.contextmanager
+def candidate_models_dir(model: Path, registered_name: str) -> Iterator[str]:
+    """A temporary folder holding `model` as `<registered_name>.onnx`: with settings.models_dir set to it, the
+    product runs the candidate through its own user-model path, as a user's replacement would run."""
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copyfile(model, Path(folder) / f"{registered_name}.onnx")
+        yield folder
