@@ -98,22 +98,6 @@ def test_prepared_sample_follows_the_contract(task):
     assert mirrored[0].shape == x.shape
 
 
-def test_geometry_loss_is_the_angle_and_stays_finite_at_a_perfect_prediction(task):
-    """The loss is the mean angle (radians) inside the matte, the metric the same in degrees; a pixel exactly on
-    its target (where acos has an infinite slope) must not turn the gradient into NaN."""
-    angles = torch.tensor([0.0, 0.3, 1.2, 2.5]).view(1, 4, 1)  # radians off the target, one per pixel
-    target = torch.tensor([0.0, 0.0, 1.0]).view(1, 3, 1, 1).expand(1, 3, 4, 1)
-    rotated = torch.stack([torch.sin(angles), torch.zeros_like(angles), torch.cos(angles)], dim=1)
-    output = (2.0 * rotated).requires_grad_()  # the net's raw output is not unit length
-    mask = torch.tensor([1.0, 1.0, 1.0, 0.0]).view(1, 1, 4, 1)  # the 2.5 rad pixel is outside the matte
-    loss = task.loss(output, target, mask)
-    clamped = math.acos(geometry.MAX_COSINE)  # the perfect pixel counts as the clamp's angle
-    assert float(loss) == pytest.approx((clamped + 0.3 + 1.2) / 3.0, rel=1e-5)
-    assert task.metric(output, target, mask) == pytest.approx(math.degrees((0.0 + 0.3 + 1.2) / 3.0), abs=0.05)
-    loss.backward()
-    assert torch.isfinite(output.grad).all() and float(output.grad[0, :, 3].abs().max()) == 0.0
-
-
 def test_albedo_sample_follows_the_contract(fixture_poses):
     """The albedo net's target is the log shading that turns the true albedo into the plate; its normals input is
     unit length and faces the camera."""
