@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from net_compare import compare_arguments, cpu_session
+from net_compare import compare_arguments, cpu_session, print_means
 from package_loader import load_package
 
 
@@ -58,12 +58,9 @@ def main() -> int:
             plate_crop = crop.take(plate, WORK_SIZE)
             learned = (plate_crop + LOG_EPS) / np.exp(log_shading[0].transpose(1, 2, 0)) - LOG_EPS
             rows["learned"].append(errors_in_stops(learned, true, mask))
-    print(f"{len(poses)} validation poses x {VALIDATION_SAMPLES} samples, ground-truth matte and normals; "
-          f"albedo error in stops (mean |log2 predicted - log2 true|) on the {WORK_SIZE}^2 crop")
-    print(f"{'method':<10}{'absolute':>10}{'exposure-free':>15}{'colour-free':>13}")
-    for name, values in rows.items():
-        mean = np.mean(np.asarray(values), axis=0)
-        print(f"{name:<10}{mean[0]:>10.3f}{mean[1]:>15.3f}{mean[2]:>13.3f}")
+    print_means(f"{len(poses)} validation poses x {VALIDATION_SAMPLES} samples, ground-truth matte and normals; "
+                f"albedo error in stops (mean |log2 predicted - log2 true|) on the {WORK_SIZE}^2 crop",
+                ["absolute", "exposure-free", "colour-free"], rows, 3)
     return 0
 
 

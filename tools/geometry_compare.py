@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-from net_compare import candidate_models_dir, compare_arguments
+from net_compare import candidate_models_dir, compare_arguments, print_means
 from package_loader import load_package
 
 
@@ -43,12 +42,8 @@ def main() -> int:
                     normals = estimate_normals(sample["plate"], sample["alpha"], settings).normal
                     scores = normal_metrics(normals, sample["normal"], sample["alpha"])
                     rows[name].append((scores["normal_mean_deg"], scores["normal_median_deg"]))
-    print(f"{len(poses)} validation poses x {VALIDATION_SAMPLES} samples, ground-truth matte; angular error of "
-          f"the normals in degrees over the matte (candidate: {model})")
-    print(f"{'method':<11}{'mean':>8}{'median':>8}")
-    for name, values in rows.items():
-        mean = np.nanmean(np.asarray(values), axis=0)
-        print(f"{name:<11}{mean[0]:>8.2f}{mean[1]:>8.2f}")
+    print_means(f"{len(poses)} validation poses x {VALIDATION_SAMPLES} samples, ground-truth matte; angular error "
+                f"of the normals in degrees over the matte (candidate: {model})", ["mean", "median"], rows, 2)
     return 0
 
 

@@ -38,3 +38,14 @@ def candidate_models_dir(model: Path, registered_name: str) -> Iterator[str]:
     with tempfile.TemporaryDirectory() as folder:
         shutil.copyfile(model, Path(folder) / f"{registered_name}.onnx")
         yield folder
+
+
+def print_means(heading: str, columns: list[str], rows: dict[str, list[tuple[float, ...]]], decimals: int) -> None:
+    """`heading`, then one line per method: the mean of each column over its samples (NaN samples skipped)."""
+    import numpy as np
+
+    print(heading)
+    print(f"{'method':<11}" + "".join(f"{column:>15}" for column in columns))
+    for name, values in rows.items():
+        means = np.nanmean(np.asarray(values, np.float64), axis=0)
+        print(f"{name:<11}" + "".join(f"{mean:>15.{decimals}f}" for mean in means))
