@@ -1,7 +1,7 @@
 """The geometry net against the shipped one and the classical normals stage on the light stage's validation
 identities (never eval-v2, never the scanned head): the validation samples the training run scores (fixed seeds,
 no jitter), the ground-truth matte fed to every method, each through the product's whole normals stage (crop,
-net, guided upsampling to the sample's resolution), scored as `make eval` scores normals (evaluation/metrics.py).
+net, bilinear upsampling to the sample's resolution), scored as `make eval` scores normals (evaluation/metrics.py).
 
     .venv/bin/python tools/geometry_compare.py [--model <cache>/training/geometry/geometry.onnx] [--cache DIR]
 """
