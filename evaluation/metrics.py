@@ -70,17 +70,22 @@ def normal_metrics(pred: np.ndarray, gt: np.ndarray, gt_alpha: np.ndarray) -> di
 
 
 # ----------------------------------------------------------------------------------------------- colour
+def best_scale(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> float:
+    """s* = argmin_s sum_{p in mask, c} (s x^ - x)^2 = sum x^ x / sum x^ x^ (0 if x^ = 0): the overall exposure."""
+    p = np.asarray(pred, np.float64)[mask]
+    denominator = float((p * p).sum())
+    return float((p * np.asarray(gt, np.float64)[mask]).sum()) / denominator if denominator > 0 else 0.0
+
+
 def scale_invariant_mse(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> float:
     """Scale-invariant MSE over `mask` (all channels together, one scalar per image):
-    s* = argmin_s sum (s x^ - x)^2 = sum x^ x / sum x^ x^ (0 if x^ = 0), siMSE = mean_{p in mask, c} (s* x^ - x)^2.
+    siMSE = mean_{p in mask, c} (s* x^ - x)^2 with s* = best_scale.
     One photo cannot separate albedo from light intensity, so the overall exposure is not counted as error."""
     p = np.asarray(pred, np.float64)[mask]
     g = np.asarray(gt, np.float64)[mask]
     if g.size == 0:
         return math.nan
-    denominator = float((p * p).sum())
-    scale = float((p * g).sum()) / denominator if denominator > 0 else 0.0
-    return float(np.mean((scale * p - g) ** 2))
+    return float(np.mean((best_scale(pred, gt, mask) * p - g) ** 2))
 
 
 def display(linear: np.ndarray) -> np.ndarray:
@@ -136,8 +141,9 @@ def relit_metrics(pred: np.ndarray, gt: np.ndarray, gt_alpha: np.ndarray) -> dic
     """Relit RGB (straight colour) against the ground truth, inside the ground-truth matte."""
     mask = matte_mask(gt_alpha)
     pred, gt = np.asarray(pred)[..., :3], np.asarray(gt)[..., :3]
+    exposed = pred * np.float32(best_scale(pred, gt, mask)) if mask.any() else pred
     return {"relit_simse": scale_invariant_mse(pred, gt, mask), "relit_ssim": masked_ssim(pred, gt, mask),
-            "relit_psnr": psnr(pred, gt, mask)}
+            "relit_psnr": psnr(pred, gt, mask), "relit_psnr_exposed": psnr(exposed, gt, mask)}
 
 
 # Column order of the report table: (key, header, format).
@@ -154,4 +160,5 @@ METRIC_COLUMNS = (
     ("relit_simse", "rel.siMSE", "{:.5f}"),
     ("relit_ssim", "SSIM", "{:.4f}"),
     ("relit_psnr", "PSNR", "{:.2f}"),
+    ("relit_psnr_exposed", "PSNR@s*", "{:.2f}"),
 )

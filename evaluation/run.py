@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
             "matte": "normal/albedo/relit metrics inside the ground-truth matte (alpha > 0.5)",
             "alpha": "SAD and Grad are sums / 1000 over the whole image; Grad uses Gaussian derivatives, sigma 1.4",
             "relit_psnr": "dB on sRGB-encoded values clipped to [0, 1], inside the matte",
+            "relit_psnr_exposed": "the same after scaling the prediction by the siMSE's optimal scalar (exposure): "
+                                  "what is left once the subject's absolute brightness, which one photo cannot "
+                                  "know, is set right",
             "relit_ssim": "on sRGB-encoded clipped values, matte bounding box, background set to 0",
             "simse": "scale-invariant MSE, one optimal scalar per image, scene-linear",
         },

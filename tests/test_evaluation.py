@@ -109,6 +109,21 @@ def test_psnr_on_display_values_inside_the_mask():
     assert metrics.psnr(gt * 5.0, np.ones_like(gt), mask) == math.inf  # clipped to [0, 1] first
 
 
+def test_exposed_psnr_forgives_the_exposure_and_nothing_else():
+    rng = np.random.default_rng(1)
+    gt = rng.uniform(0.05, 0.6, (16, 16, 3))
+    alpha = np.ones((16, 16))
+    darker = metrics.relit_metrics(0.5 * gt, gt, alpha)
+    assert darker["relit_psnr"] < 20.0 and darker["relit_psnr_exposed"] == math.inf
+    assert metrics.best_scale(0.5 * gt, gt, alpha > 0) == pytest.approx(2.0)
+    # a wrong picture stays wrong at its best exposure: the exposed PSNR equals the plain one of s* x the picture
+    shuffled = gt[::-1, ::-1]
+    wrong = metrics.relit_metrics(0.5 * shuffled, gt, alpha)
+    scale = metrics.best_scale(shuffled, gt, alpha > 0)
+    assert wrong["relit_psnr_exposed"] == pytest.approx(metrics.psnr(scale * shuffled, gt, alpha > 0), abs=1e-4)
+    assert wrong["relit_psnr_exposed"] < 20.0
+
+
 def test_masked_ssim_perfect_inside_the_matte_whatever_the_background():
     plate = srgb_to_linear(skimage.data.astronaut()[::4, ::4] / 255.0)
     mask = disc(*plate.shape[:2], 64, 64, 40) > 0
@@ -218,7 +233,7 @@ def test_evaluate_case_rows_and_product_consistency(synthetic_case):
     ours = rows["ours"]
     # The ground truth *is* the product's matte and normals on this plate: the wiring must reproduce them.
     assert ours["alpha_sad"] < 0.01 and ours["normal_mean_deg"] < 0.5
-    assert set(rows["naive composite"]) == {"relit_simse", "relit_ssim", "relit_psnr"}
+    assert set(rows["naive composite"]) == {"relit_simse", "relit_ssim", "relit_psnr", "relit_psnr_exposed"}
     for estimated in ("light from background", "light from background v1"):  # same matte, estimated light
         assert rows[estimated]["alpha_sad"] == ours["alpha_sad"] and rows[estimated]["relit_simse"] > 0
     assert rows["light from background"]["relit_simse"] != rows["light from background v1"]["relit_simse"]
