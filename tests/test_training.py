@@ -13,6 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")  # training/ only; `make test` installs it (requirements-train.txt)
 
+from portrait_relight.inference.settings import RelightSettings  # noqa: E402
 from portrait_relight.inference.stages import albedo_net, normals_net  # noqa: E402
 from portrait_relight.lightstage import derive, lighting  # noqa: E402
 from portrait_relight.training import albedo, geometry, shading  # noqa: E402
@@ -168,6 +169,45 @@ def test_shading_pair_renders_its_target_from_the_light_maps(fixture_poses):
             assert pair["target_info"] != pair["info"]["light"]
     # measured 0.06-0.17 (16 suns sample the HDRI coarsely); the target light turned 180 degrees gives 0.17-1.7
     assert np.mean(errors) < 0.15 and max(errors) < 0.2, errors
+
+
+def test_learned_albedo_is_the_product_stage_at_the_true_exposure(fixture_poses):
+    """The albedo fed to half the shading pairs: the product's albedo-net stage on the plate, times the one factor
+    that best fits the true albedo (any other factor fits worse)."""
+    task = make_task(shading.ShadingTask, fixture_poses)
+    pair = task.derive(task.load(task.train_poses[0]), 5)
+    fed = shading.learned_albedo(pair, pair["normal"])
+    product = albedo_net.estimate_albedo_learned(pair["plate"], pair["alpha"], pair["normal"],
+                                                 np.zeros_like(pair["alpha"]), RelightSettings())
+    inside = pair["alpha"] > 0.5
+    assert inside.any() and (product[inside] > 0).any()
+    factors = fed[inside][product[inside] > 1e-3] / product[inside][product[inside] > 1e-3]
+    assert np.ptp(factors) < 1e-4 * factors.mean()
+
+    def misfit(gain: float) -> float:
+        return float(((gain * fed[inside] - pair["albedo"][inside]) ** 2).sum())
+
+    assert misfit(1.0) < misfit(1.05) and misfit(1.0) < misfit(0.95)
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_shading_pairs_render_with_the_albedo_they_were_fed(fixture_poses, monkeypatch, share):
+    """With LEARNED_ALBEDO_SHARE 1, every training pair's input and loss use learned_albedo; with 0, none does."""
+    task = make_task(shading.ShadingTask, fixture_poses)
+    calls = []
+
+    def stand_in(sample, normals):
+        calls.append(normals.shape)
+        return np.full_like(sample["albedo"], 0.3)
+
+    monkeypatch.setattr(shading, "LEARNED_ALBEDO_SHARE", share)
+    monkeypatch.setattr(shading, "learned_albedo", stand_in)
+    pair = task.derive(task.load(task.train_poses[1]), 2)
+    _, target, mask = task.prepare(pair, SIZE, np.random.default_rng(0))
+    inside = mask[0] > 0
+    assert len(calls) == int(share) and inside.any()
+    fed_is_stand_in = np.allclose(target[3:6][:, inside], 0.3, atol=1e-4)
+    assert fed_is_stand_in == bool(share)
 
 
 def test_mirrored_samples_flip_the_normals_x_with_the_image():

@@ -9,13 +9,17 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
-def compare_arguments(description: str, net: str) -> tuple[argparse.Namespace, Path]:
-    """(--cache, --model, --shared arguments, the model's path: --model or the net's latest training export)."""
+def compare_arguments(description: str, net: str,
+                      more: Callable[[argparse.ArgumentParser], None] | None = None) -> tuple[argparse.Namespace, Path]:
+    """(--cache, --model, --shared arguments and whatever `more` adds, the model's path: --model or the net's latest
+    training export)."""
     parser = argparse.ArgumentParser(description=description)
+    if more is not None:
+        more(parser)
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get(
         "PORTRAIT_RELIGHT_CACHE", Path.home() / ".cache" / "portrait_relight")))
     parser.add_argument("--model", type=Path, default=None)

@@ -4,6 +4,10 @@ albedo fed to both, the target light's light maps as the product computes them. 
 subject on the crop against the target render:
 
     .venv/bin/python tools/shading_compare.py [--model <cache>/training/shading/shading.onnx] [--cache DIR]
+        [--albedo learned]
+
+With --albedo learned, both are fed the bundled albedo net's albedo instead of the ground truth (the all-learned
+path's input, brought to the true albedo's exposure: training/shading.learned_albedo).
 
 - stops: mean |log2 relit - log2 target| inside the matte (the training metric);
 - si-MSE: the evaluation's scale-invariant MSE (evaluation/metrics.py), the figure eval-v2 reports.
@@ -21,7 +25,8 @@ from package_loader import load_package
 
 
 def main() -> int:
-    args, model = compare_arguments(__doc__.splitlines()[0], "shading")
+    args, model = compare_arguments(__doc__.splitlines()[0], "shading", lambda parser: parser.add_argument(
+        "--albedo", choices=("ground-truth", "learned"), default="ground-truth", help="the albedo fed to both"))
     load_package()
     import torch
 
@@ -33,7 +38,7 @@ def main() -> int:
     from portrait_relight.lightstage.generate import default_shared
     from portrait_relight.lightstage.poses import poses_dir
     from portrait_relight.training.pose_task import VALIDATION_SAMPLES
-    from portrait_relight.training.shading import ShadingTask, render_relit
+    from portrait_relight.training.shading import ShadingTask, learned_albedo, render_relit
 
     session = cpu_session(model)
     root = poses_dir(args.cache)
@@ -45,6 +50,8 @@ def main() -> int:
         pose = task.load(path)
         for seed in range(VALIDATION_SAMPLES):
             pair = task.derive(pose, seed)
+            if args.albedo == "learned":
+                pair["albedo"] = learned_albedo(pair, pair["normal"])
             x, target, mask = task.prepare(pair, WORK_SIZE)
             inside = mask[0] > 0
             (output,) = session.run(None, {"input": x[None]})
@@ -63,8 +70,8 @@ def main() -> int:
                 stops = np.abs(np.log2(np.maximum(relit, 0.0) + 0.01) - np.log2(np.maximum(truth, 0.0) + 0.01))
                 rows[name].append((float(stops[:, inside].mean()),
                                    scale_invariant_mse(relit.transpose(1, 2, 0), truth.transpose(1, 2, 0), inside)))
-    print(f"{len(validation)} validation identities x {VALIDATION_SAMPLES} pairs, ground-truth matte, normals and "
-          f"albedo; model {model}")
+    print(f"{len(validation)} validation identities x {VALIDATION_SAMPLES} pairs, ground-truth matte and normals, "
+          f"{args.albedo} albedo; model {model}")
     print(f"{'':18s} {'stops':>8s} {'si-MSE':>10s}")
     for name, values in rows.items():
         stops, si_mse = np.mean(values, axis=0)

@@ -5,8 +5,12 @@ degradations), the target is the subject under light B (lightstage/derive.relit_
 through the OLAT basis, or the pose's direct Cycles render with its sharp shadows). The net's inputs are built
 exactly as the product builds them: the foreground plate and matte, normals, albedo, and light B's light maps
 computed by the product's own light_maps from the same normals. Normals are the ground truth degraded toward what a
-normals stage gives (training/albedo.degraded_normals); the albedo is the ground truth with a small random colour
-error (a learned albedo is never exact).
+normals stage gives (training/albedo.degraded_normals). The albedo is, for LEARNED_ALBEDO_SHARE of the pairs, the
+shipped albedo net's (the product's own stage on the plate: what the all-learned path feeds the shading net, with
+the source light it leaves behind), else the ground truth with a small random colour error (a learned albedo is
+never exact). Either way the loss renders with the albedo the net was fed, so the smooth ratio learns to undo what
+a learned albedo keeps of the source light; the learned albedo is first brought to the true albedo's exposure, a
+convention of the albedo stage that the shading net must not learn.
 
 The loss renders the pass contract: relit = albedo * (diffuse_map * ratio) + sum_k w_k * phong_k, and compares it
 with the target in log space (L1, inside the matte; values in units of the light level, so a bright and a dim
@@ -23,7 +27,9 @@ import numpy as np
 import torch
 
 from ..inference.lighting.environment import Environment
+from ..inference.settings import RelightSettings
 from ..inference.stages import lightmaps
+from ..inference.stages.albedo_net import estimate_albedo_learned
 from ..inference.stages.normals_net import subject_crop
 from ..inference.stages.shading_net import (
     IN_CHANNELS,
@@ -42,7 +48,8 @@ from .pose_task import PoseTask, jittered, mirrored
 
 TARGET_CHANNELS = 21  # relit (3), albedo (3), diffuse map (3), four Phong maps (12): what the loss renders with
 LOG_EPS = 0.01  # in units of the light level
-ALBEDO_COLOUR_ERROR = 0.06  # log-normal sigma of a per-channel gain on the fed albedo
+ALBEDO_COLOUR_ERROR = 0.06  # log-normal sigma of a per-channel gain on the fed ground-truth albedo
+LEARNED_ALBEDO_SHARE = 0.5  # training pairs fed the albedo net's albedo instead of the ground truth
 
 
 def target_light_maps(prefiltered: lightmaps.PrefilteredEnvironment, environment: Environment, strength: float,
@@ -51,6 +58,17 @@ def target_light_maps(prefiltered: lightmaps.PrefilteredEnvironment, environment
     the light: prefilter each HDRI once, scale after), turned as `environment` is."""
     maps = lightmaps.light_maps(replace(prefiltered, cam_to_env=environment.cam_to_env), normal_crop, rays, mask)
     return lightmaps.LightMaps(maps.diffuse * np.float32(strength), maps.specular * np.float32(strength))
+
+
+def learned_albedo(sample: dict, normals: np.ndarray) -> np.ndarray:
+    """The bundled albedo net's albedo of the sample's plate through the product's stage (no face found: its
+    exposure reference is the matte), scaled by the one factor that best matches the true albedo inside the matte."""
+    alpha = sample["alpha"]
+    albedo = estimate_albedo_learned(sample["plate"], alpha, normals, np.zeros_like(alpha), RelightSettings())
+    inside = alpha > 0.5
+    fed, true = albedo[inside].astype(np.float64), sample["albedo"][inside].astype(np.float64)
+    denominator = float((fed * fed).sum())
+    return albedo * np.float32(float((fed * true).sum()) / denominator if denominator > 0 else 1.0)
 
 
 def derive_pair(pose: dict, sample_seed: int, pool: HdriPool) -> dict:
@@ -65,14 +83,15 @@ def derive_pair(pose: dict, sample_seed: int, pool: HdriPool) -> dict:
 def prepare(sample: dict, size: int, unit_prefiltered: Callable[[dict], lightmaps.PrefilteredEnvironment],
             rng: np.random.Generator | None = None) -> tuple[np.ndarray, ...]:
     """(input (25, S, S), target (21, S, S): see TARGET_CHANNELS, mask (1, S, S)) of a derived pair;
-    `unit_prefiltered` gives an HDRI reference's prefiltered light at strength 1. With `rng`, degraded normals and
-    albedo, a jittered crop and a random mirror."""
+    `unit_prefiltered` gives an HDRI reference's prefiltered light at strength 1. With `rng`, degraded normals, a
+    learned or perturbed albedo, a jittered crop and a random mirror."""
     alpha = sample["alpha"]
     height, width = alpha.shape
     crop = subject_crop(alpha)
     if rng is not None:
         crop = jittered(crop, rng)
-    normal_crop = crop_normals(degraded_normals(sample["normal"], alpha, rng), alpha, crop, size)
+    normals = degraded_normals(sample["normal"], alpha, rng)
+    normal_crop = crop_normals(normals, alpha, crop, size)
     inside = normal_crop.any(axis=-1)
     rays = crop_rays(width, height, sample["fov_deg"], crop, size)
     info = sample["target_info"]
@@ -80,7 +99,10 @@ def prepare(sample: dict, size: int, unit_prefiltered: Callable[[dict], lightmap
                              normal_crop, rays, inside)
     albedo = sample["albedo"]
     if rng is not None:
-        albedo = albedo * np.exp(rng.normal(0.0, ALBEDO_COLOUR_ERROR, 3)).astype(np.float32)
+        if rng.random() < LEARNED_ALBEDO_SHARE:
+            albedo = learned_albedo(sample, normals)
+        else:
+            albedo = albedo * np.exp(rng.normal(0.0, ALBEDO_COLOUR_ERROR, 3)).astype(np.float32)
     albedo_crop = crop.take(albedo, size)
     x = shading_net_input(sample["plate"], alpha, normal_crop, albedo_crop, maps.diffuse, maps.specular, crop, size)[0]
     level = np.float32(light_level(maps.diffuse, inside))
