@@ -26,6 +26,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from ..evaluation.metrics import best_scale
 from ..inference.lighting.environment import Environment
 from ..inference.settings import RelightSettings
 from ..inference.stages import lightmaps
@@ -65,10 +66,7 @@ def learned_albedo(sample: dict, normals: np.ndarray) -> np.ndarray:
     exposure reference is the matte), scaled by the one factor that best matches the true albedo inside the matte."""
     alpha = sample["alpha"]
     albedo = estimate_albedo_learned(sample["plate"], alpha, normals, np.zeros_like(alpha), RelightSettings())
-    inside = alpha > 0.5
-    fed, true = albedo[inside].astype(np.float64), sample["albedo"][inside].astype(np.float64)
-    denominator = float((fed * fed).sum())
-    return albedo * np.float32(float((fed * true).sum()) / denominator if denominator > 0 else 1.0)
+    return albedo * np.float32(best_scale(albedo, sample["albedo"], alpha > 0.5))
 
 
 def derive_pair(pose: dict, sample_seed: int, pool: HdriPool) -> dict:
