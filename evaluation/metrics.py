@@ -141,7 +141,7 @@ def relit_metrics(pred: np.ndarray, gt: np.ndarray, gt_alpha: np.ndarray) -> dic
     """Relit RGB (straight colour) against the ground truth, inside the ground-truth matte."""
     mask = matte_mask(gt_alpha)
     pred, gt = np.asarray(pred)[..., :3], np.asarray(gt)[..., :3]
-    exposed = pred * np.float32(best_scale(pred, gt, mask)) if mask.any() else pred
+    exposed = pred * np.float32(best_scale(pred, gt, mask))  # an empty mask scores NaN either way
     return {"relit_simse": scale_invariant_mse(pred, gt, mask), "relit_ssim": masked_ssim(pred, gt, mask),
             "relit_psnr": psnr(pred, gt, mask), "relit_psnr_exposed": psnr(exposed, gt, mask)}
 
