@@ -210,6 +210,29 @@ def test_shading_pairs_render_with_the_albedo_they_were_fed(fixture_poses, monke
     assert fed_is_stand_in == bool(share)
 
 
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_shading_pairs_light_the_normals_they_were_fed(fixture_poses, monkeypatch, share):
+    """With LEARNED_NORMALS_SHARE 1, every training pair's input normals and light maps come from learned_normals;
+    with 0, none do. A stand-in facing the camera: its diffuse map is one colour over the crop."""
+    task = make_task(shading.ShadingTask, fixture_poses)
+    calls = []
+
+    def stand_in(sample):
+        calls.append(sample["plate"].shape)
+        return np.where(sample["alpha"][..., None] > 0.0, np.float32([0.0, 0.0, 1.0]), 0.0).astype(np.float32)
+
+    monkeypatch.setattr(shading, "LEARNED_NORMALS_SHARE", share)
+    monkeypatch.setattr(shading, "LEARNED_ALBEDO_SHARE", 0.0)
+    monkeypatch.setattr(shading, "learned_normals", stand_in)
+    pair = task.derive(task.load(task.train_poses[1]), 2)
+    x, target, mask = task.prepare(pair, SIZE, np.random.default_rng(0))
+    inside = mask[0] > 0
+    assert len(calls) == int(share) and inside.any()
+    facing = np.allclose(np.abs(x[4:7][:, inside]), [[0.0], [0.0], [1.0]], atol=1e-4)  # a mirror flips X only
+    flat_light = np.ptp(target[6:9][:, inside], axis=1).max() < 1e-4 * target[6:9][:, inside].max()
+    assert facing == flat_light == bool(share)
+
+
 def test_mirrored_samples_flip_the_normals_x_with_the_image():
     from portrait_relight.training.pose_task import mirrored
 

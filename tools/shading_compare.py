@@ -4,10 +4,12 @@ albedo fed to both, the target light's light maps as the product computes them. 
 subject on the crop against the target render:
 
     .venv/bin/python tools/shading_compare.py [--model <cache>/training/shading/shading.onnx] [--cache DIR]
-        [--albedo learned]
+        [--albedo learned] [--normals learned]
 
 With --albedo learned, both are fed the bundled albedo net's albedo instead of the ground truth (the all-learned
-path's input, brought to the true albedo's exposure: training/shading.learned_albedo).
+path's input, brought to the true albedo's exposure: training/shading.learned_albedo). With --normals learned, both
+are fed the bundled geometry net's normals (training/shading.learned_normals), and the light maps and a learned
+albedo are computed from them, as in the all-learned path.
 
 - stops: mean |log2 relit - log2 target| inside the matte (the training metric);
 - si-MSE: the evaluation's scale-invariant MSE (evaluation/metrics.py), the figure eval-v2 reports.
@@ -17,6 +19,7 @@ v1 shading here is the product's: the diffuse light map as it is and its lobe we
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import numpy as np
@@ -24,9 +27,14 @@ from net_compare import compare_arguments, cpu_session
 from package_loader import load_package
 
 
+def _inputs(parser: argparse.ArgumentParser) -> None:
+    for stage in ("albedo", "normals"):
+        parser.add_argument(f"--{stage}", choices=("ground-truth", "learned"), default="ground-truth",
+                            help=f"the {stage} fed to both")
+
+
 def main() -> int:
-    args, model = compare_arguments(__doc__.splitlines()[0], "shading", lambda parser: parser.add_argument(
-        "--albedo", choices=("ground-truth", "learned"), default="ground-truth", help="the albedo fed to both"))
+    args, model = compare_arguments(__doc__.splitlines()[0], "shading", _inputs)
     load_package()
     import torch
 
@@ -38,7 +46,7 @@ def main() -> int:
     from portrait_relight.lightstage.generate import default_shared
     from portrait_relight.lightstage.poses import poses_dir
     from portrait_relight.training.pose_task import VALIDATION_SAMPLES
-    from portrait_relight.training.shading import ShadingTask, learned_albedo, render_relit
+    from portrait_relight.training.shading import ShadingTask, learned_albedo, learned_normals, render_relit
 
     session = cpu_session(model)
     root = poses_dir(args.cache)
@@ -50,6 +58,8 @@ def main() -> int:
         pose = task.load(path)
         for seed in range(VALIDATION_SAMPLES):
             pair = task.derive(pose, seed)
+            if args.normals == "learned":
+                pair["normal"] = learned_normals(pair)
             if args.albedo == "learned":
                 pair["albedo"] = learned_albedo(pair, pair["normal"])
             x, target, mask = task.prepare(pair, WORK_SIZE)
@@ -70,8 +80,8 @@ def main() -> int:
                 stops = np.abs(np.log2(np.maximum(relit, 0.0) + 0.01) - np.log2(np.maximum(truth, 0.0) + 0.01))
                 rows[name].append((float(stops[:, inside].mean()),
                                    scale_invariant_mse(relit.transpose(1, 2, 0), truth.transpose(1, 2, 0), inside)))
-    print(f"{len(validation)} validation identities x {VALIDATION_SAMPLES} pairs, ground-truth matte and normals, "
-          f"{args.albedo} albedo; model {model}")
+    print(f"{len(validation)} validation identities x {VALIDATION_SAMPLES} pairs, ground-truth matte, "
+          f"{args.normals} normals, {args.albedo} albedo; model {model}")
     print(f"{'':18s} {'stops':>8s} {'si-MSE':>10s}")
     for name, values in rows.items():
         stops, si_mse = np.mean(values, axis=0)

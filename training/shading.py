@@ -4,13 +4,16 @@ A pair is one pose under two independent lightings: the plate is derive_sample's
 degradations), the target is the subject under light B (lightstage/derive.relit_target: an HDRI of the pool
 through the OLAT basis, or the pose's direct Cycles render with its sharp shadows). The net's inputs are built
 exactly as the product builds them: the foreground plate and matte, normals, albedo, and light B's light maps
-computed by the product's own light_maps from the same normals. Normals are the ground truth degraded toward what a
-normals stage gives (training/albedo.degraded_normals). The albedo is, for LEARNED_ALBEDO_SHARE of the pairs, the
-shipped albedo net's (the product's own stage on the plate: what the all-learned path feeds the shading net, with
-the source light it leaves behind), else the ground truth with a small random colour error (a learned albedo is
-never exact). Either way the loss renders with the albedo the net was fed, so the smooth ratio learns to undo what
-a learned albedo keeps of the source light; the learned albedo is first brought to the true albedo's exposure, a
-convention of the albedo stage that the shading net must not learn.
+computed by the product's own light_maps from the same normals. The normals are, for LEARNED_NORMALS_SHARE of the
+pairs, the shipped geometry net's (the product's stage on the plate: what the all-learned path feeds, with its flat
+faces and hair errors, so the smooth ratio learns to correct light maps computed from them), else the ground truth
+degraded toward what a normals stage gives (training/albedo.degraded_normals). The albedo is, for
+LEARNED_ALBEDO_SHARE of the pairs, the shipped albedo net's (the product's own stage on the plate, from the normals
+fed: what the all-learned path feeds the shading net, with the source light it leaves behind), else the ground
+truth with a small random colour error (a learned albedo is never exact). Either way the loss renders with the
+albedo the net was fed, so the smooth ratio learns to undo what a learned albedo keeps of the source light; the
+learned albedo is first brought to the true albedo's exposure, a convention of the albedo stage that the shading
+net must not learn.
 
 The loss renders the pass contract: relit = albedo * (diffuse_map * ratio) + sum_k w_k * phong_k, and compares it
 with the target in log space (L1, inside the matte; values in units of the light level, so a bright and a dim
@@ -31,7 +34,7 @@ from ..inference.lighting.environment import Environment
 from ..inference.settings import RelightSettings
 from ..inference.stages import lightmaps
 from ..inference.stages.albedo_net import estimate_albedo_learned
-from ..inference.stages.normals_net import subject_crop
+from ..inference.stages.normals_net import estimate_normals_learned, subject_crop
 from ..inference.stages.shading_net import (
     IN_CHANNELS,
     OUT_CHANNELS,
@@ -51,6 +54,7 @@ TARGET_CHANNELS = 21  # relit (3), albedo (3), diffuse map (3), four Phong maps 
 LOG_EPS = 0.01  # in units of the light level
 ALBEDO_COLOUR_ERROR = 0.06  # log-normal sigma of a per-channel gain on the fed ground-truth albedo
 LEARNED_ALBEDO_SHARE = 0.5  # training pairs fed the albedo net's albedo instead of the ground truth
+LEARNED_NORMALS_SHARE = 0.5  # training pairs fed the geometry net's normals instead of the ground truth
 
 
 def target_light_maps(prefiltered: lightmaps.PrefilteredEnvironment, environment: Environment, strength: float,
@@ -69,6 +73,11 @@ def learned_albedo(sample: dict, normals: np.ndarray) -> np.ndarray:
     return albedo * np.float32(best_scale(albedo, sample["albedo"], alpha > 0.5))
 
 
+def learned_normals(sample: dict) -> np.ndarray:
+    """The bundled geometry net's normals of the sample's plate through the product's stage."""
+    return estimate_normals_learned(sample["plate"], sample["alpha"], RelightSettings())
+
+
 def derive_pair(pose: dict, sample_seed: int, pool: HdriPool) -> dict:
     """derive_sample's plate and ground truth, plus the target under a second light."""
     sample = derive_sample(pose, sample_seed, pool)
@@ -81,14 +90,17 @@ def derive_pair(pose: dict, sample_seed: int, pool: HdriPool) -> dict:
 def prepare(sample: dict, size: int, unit_prefiltered: Callable[[dict], lightmaps.PrefilteredEnvironment],
             rng: np.random.Generator | None = None) -> tuple[np.ndarray, ...]:
     """(input (25, S, S), target (21, S, S): see TARGET_CHANNELS, mask (1, S, S)) of a derived pair;
-    `unit_prefiltered` gives an HDRI reference's prefiltered light at strength 1. With `rng`, degraded normals, a
-    learned or perturbed albedo, a jittered crop and a random mirror."""
+    `unit_prefiltered` gives an HDRI reference's prefiltered light at strength 1. With `rng`, learned or
+    degraded normals, a learned or perturbed albedo, a jittered crop and a random mirror."""
     alpha = sample["alpha"]
     height, width = alpha.shape
     crop = subject_crop(alpha)
     if rng is not None:
         crop = jittered(crop, rng)
-    normals = degraded_normals(sample["normal"], alpha, rng)
+    if rng is not None and rng.random() < LEARNED_NORMALS_SHARE:
+        normals = learned_normals(sample)
+    else:
+        normals = degraded_normals(sample["normal"], alpha, rng)
     normal_crop = crop_normals(normals, alpha, crop, size)
     inside = normal_crop.any(axis=-1)
     rays = crop_rays(width, height, sample["fov_deg"], crop, size)
