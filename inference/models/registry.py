@@ -95,7 +95,7 @@ FACE_LANDMARKS = ModelSpec(
 GEOMETRY_NET = ModelSpec(
     "geometry_net", "camera-space normals from the plate and matte on the subject's crop (stages/normals_net.py)",
     CommittedOnnx("training/geometry.py"),
-    "953c8c8b85f58f85ea392f18ef4522d95b39bcf0d9d58cabdff207190ea14d5a",
+    "fc79665e93c5f3642f652952c758009b5013a64520025f7f18ce520d363b393d",
     ModelContract((1, 4, "height", "width"), ((1, 3, "height", "width"),)), OWN_LICENCE)
 
 ALBEDO_NET = ModelSpec(
