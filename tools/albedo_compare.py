@@ -3,6 +3,10 @@ never the scanned head): the same validation samples the training run scores (fi
 matte and normals fed to both, errors on the subject's crop in stops (|log2 predicted - log2 true albedo|).
 
     .venv/bin/python tools/albedo_compare.py [--model <cache>/training/albedo/albedo.onnx] [--cache DIR]
+        [--normals learned]
+
+With --normals learned, both are fed the bundled geometry net's normals of the plate (training/pose_task.
+learned_normals), as in the all-learned path.
 
 Three figures per method: absolute; exposure-free (one log offset per sample removed, the median); colour-free
 (one per channel). The classical stage normalises its shading to a median of 1, so its absolute error includes
@@ -14,7 +18,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from net_compare import compare_arguments, cpu_session, print_means
+from net_compare import compare_arguments, cpu_session, fed_stages, print_means
 from package_loader import load_package
 
 
@@ -28,7 +32,7 @@ def errors_in_stops(predicted: np.ndarray, true: np.ndarray, mask: np.ndarray) -
 
 
 def main() -> int:
-    args, model = compare_arguments(__doc__.splitlines()[0], "albedo")
+    args, model = compare_arguments(__doc__.splitlines()[0], "albedo", fed_stages("normals"))
     load_package()
 
     from portrait_relight.inference.stages import albedo as classical
@@ -38,7 +42,7 @@ def main() -> int:
     from portrait_relight.lightstage.generate import default_shared
     from portrait_relight.lightstage.poses import poses_dir, read_pose
     from portrait_relight.training.albedo import MIN_ALBEDO
-    from portrait_relight.training.pose_task import VALIDATION_SAMPLES
+    from portrait_relight.training.pose_task import VALIDATION_SAMPLES, learned_normals
 
     session = cpu_session(model)
     pool = HdriPool.from_shared(args.shared or default_shared())
@@ -49,6 +53,8 @@ def main() -> int:
         for seed in range(VALIDATION_SAMPLES):
             sample = derive_sample(pose, seed, pool)
             alpha, plate, normal = sample["alpha"], sample["plate"], sample["normal"]
+            if args.normals == "learned":
+                normal = learned_normals(sample)
             crop = subject_crop(alpha)
             true = crop.take(sample["albedo"], WORK_SIZE)
             mask = (crop.take(alpha, WORK_SIZE) > 0.5) & (true.min(axis=-1) > MIN_ALBEDO)
@@ -58,8 +64,8 @@ def main() -> int:
             plate_crop = crop.take(plate, WORK_SIZE)
             learned = (plate_crop + LOG_EPS) / np.exp(log_shading[0].transpose(1, 2, 0)) - LOG_EPS
             rows["learned"].append(errors_in_stops(learned, true, mask))
-    print_means(f"{len(poses)} validation poses x {VALIDATION_SAMPLES} samples, ground-truth matte and normals; "
-                f"albedo error in stops (mean |log2 predicted - log2 true|) on the {WORK_SIZE}^2 crop",
+    print_means(f"{len(poses)} validation poses x {VALIDATION_SAMPLES} samples, ground-truth matte, {args.normals} "
+                f"normals; albedo error in stops (mean |log2 predicted - log2 true|) on the {WORK_SIZE}^2 crop",
                 ["absolute", "exposure-free", "colour-free"], rows, 3)
     return 0
 

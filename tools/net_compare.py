@@ -28,6 +28,16 @@ def compare_arguments(description: str, net: str,
     return args, args.model or args.cache / "training" / net / f"{net}.onnx"
 
 
+def fed_stages(*stages: str) -> Callable[[argparse.ArgumentParser], None]:
+    """compare_arguments' `more`: one --<stage> {ground-truth, learned} option per stage whose output is fed to
+    both methods (the ground truth, or the bundled net's on the sample's plate)."""
+    def add(parser: argparse.ArgumentParser) -> None:
+        for stage in stages:
+            parser.add_argument(f"--{stage}", choices=("ground-truth", "learned"), default="ground-truth",
+                                help=f"the {stage} fed to both")
+    return add
+
+
 def cpu_session(model: Path):
     """The net under test on the CPU, as exported (not through the product's registry: any checkpoint's export)."""
     import onnxruntime as ort

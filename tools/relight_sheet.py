@@ -5,10 +5,11 @@ beside the learned ones, to judge the nets where there is no ground truth.
 
 Per portrait row: the plate, then per HDRI the relit subject (straight colour over black, the relit pass) with
 v1 (classical normals, albedo and shading), learned shading alone, learned albedo, learned normals + albedo, and
-all three learned (normals, albedo, shading); with --model, one more column: all three learned with that shading net
-(a candidate export) in place of the shipped one.
+all three learned (normals, albedo, shading); with --model, one more column: all three learned with that net (a
+candidate export of the net --net names, the shading net unless said) in place of the shipped one.
 
     .venv/bin/python tools/relight_sheet.py --model <cache>/training/shading/shading.onnx
+    .venv/bin/python tools/relight_sheet.py --model <cache>/training/albedo/albedo.onnx --net albedo
 """
 
 from __future__ import annotations
@@ -31,14 +32,16 @@ METHODS = (("v1", "classical", "classical", "classical"), ("learned shading", "c
 
 def main(argv: list[str] | None = None) -> int:
     parser = sheet_arguments(__doc__.splitlines()[0], "relight_sheet.png")
-    parser.add_argument("--model", type=Path, default=None, help="a candidate shading net for one more column")
+    parser.add_argument("--model", type=Path, default=None, help="a candidate net for one more column")
+    parser.add_argument("--net", choices=("geometry", "albedo", "shading"), default="shading",
+                        help="which net --model replaces")
     args = parser.parse_args(argv)
     load_package()
 
     from portrait_relight.evaluation.cases import hdri_path
     from portrait_relight.inference.io.imageio import read_hdri
     from portrait_relight.inference.lighting.environment import Environment
-    from portrait_relight.inference.models.registry import SHADING_NET
+    from portrait_relight.inference.models.registry import ALBEDO_NET, GEOMETRY_NET, SHADING_NET
     from portrait_relight.inference.settings import RelightSettings
     from portrait_relight.inference.stages import lightmaps
 
@@ -52,9 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with contextlib.ExitStack() as stack:
         if args.model is not None:
-            candidate_dir = stack.enter_context(candidate_models_dir(args.model, SHADING_NET.name))
+            spec = {"geometry": GEOMETRY_NET, "albedo": ALBEDO_NET, "shading": SHADING_NET}[args.net]
+            candidate_dir = stack.enter_context(candidate_models_dir(args.model, spec.name))
             methods.append(dataclasses.replace(methods[-1], models_dir=candidate_dir))
-            labels.append("all learned, candidate shading")
+            labels.append(f"all learned, candidate {args.net}")
         for path, plate in portrait_plates(args):
             rows.append(relit_tiles(plate, path, lights, methods))
             print(f"{path.name}: done", flush=True)

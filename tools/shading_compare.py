@@ -8,7 +8,7 @@ subject on the crop against the target render:
 
 With --albedo learned, both are fed the bundled albedo net's albedo instead of the ground truth (the all-learned
 path's input, brought to the true albedo's exposure: training/shading.learned_albedo). With --normals learned, both
-are fed the bundled geometry net's normals (training/shading.learned_normals), and the light maps and a learned
+are fed the bundled geometry net's normals (training/pose_task.learned_normals), and the light maps and a learned
 albedo are computed from them, as in the all-learned path.
 
 - stops: mean |log2 relit - log2 target| inside the matte (the training metric);
@@ -19,22 +19,15 @@ v1 shading here is the product's: the diffuse light map as it is and its lobe we
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
-from net_compare import compare_arguments, cpu_session
+from net_compare import compare_arguments, cpu_session, fed_stages
 from package_loader import load_package
 
 
-def _inputs(parser: argparse.ArgumentParser) -> None:
-    for stage in ("albedo", "normals"):
-        parser.add_argument(f"--{stage}", choices=("ground-truth", "learned"), default="ground-truth",
-                            help=f"the {stage} fed to both")
-
-
 def main() -> int:
-    args, model = compare_arguments(__doc__.splitlines()[0], "shading", _inputs)
+    args, model = compare_arguments(__doc__.splitlines()[0], "shading", fed_stages("albedo", "normals"))
     load_package()
     import torch
 
@@ -45,8 +38,8 @@ def main() -> int:
     from portrait_relight.lightstage.derive import HdriPool
     from portrait_relight.lightstage.generate import default_shared
     from portrait_relight.lightstage.poses import poses_dir
-    from portrait_relight.training.pose_task import VALIDATION_SAMPLES
-    from portrait_relight.training.shading import ShadingTask, learned_albedo, learned_normals, render_relit
+    from portrait_relight.training.pose_task import VALIDATION_SAMPLES, learned_normals
+    from portrait_relight.training.shading import ShadingTask, learned_albedo, render_relit
 
     session = cpu_session(model)
     root = poses_dir(args.cache)

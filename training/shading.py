@@ -4,10 +4,9 @@ A pair is one pose under two independent lightings: the plate is derive_sample's
 degradations), the target is the subject under light B (lightstage/derive.relit_target: an HDRI of the pool
 through the OLAT basis, or the pose's direct Cycles render with its sharp shadows). The net's inputs are built
 exactly as the product builds them: the foreground plate and matte, normals, albedo, and light B's light maps
-computed by the product's own light_maps from the same normals. The normals are, for LEARNED_NORMALS_SHARE of the
-pairs, the shipped geometry net's (the product's stage on the plate: what the all-learned path feeds, with its flat
-faces and hair errors, so the smooth ratio learns to correct light maps computed from them), else the ground truth
-degraded toward what a normals stage gives (training/albedo.degraded_normals). The albedo is, for
+computed by the product's own light_maps from the same normals. The normals are training/pose_task.fed_normals':
+for half the pairs the shipped geometry net's (so the smooth ratio learns to correct light maps computed from
+them), else the ground truth degraded toward what a normals stage gives. The albedo is, for
 LEARNED_ALBEDO_SHARE of the pairs, the shipped albedo net's (the product's own stage on the plate, from the normals
 fed: what the all-learned path feeds the shading net, with the source light it leaves behind), else the ground
 truth with a small random colour error (a learned albedo is never exact). Either way the loss renders with the
@@ -34,7 +33,7 @@ from ..inference.lighting.environment import Environment
 from ..inference.settings import RelightSettings
 from ..inference.stages import lightmaps
 from ..inference.stages.albedo_net import estimate_albedo_learned
-from ..inference.stages.normals_net import estimate_normals_learned, subject_crop
+from ..inference.stages.normals_net import subject_crop
 from ..inference.stages.shading_net import (
     IN_CHANNELS,
     OUT_CHANNELS,
@@ -47,14 +46,12 @@ from ..inference.stages.shading_net import (
     shading_net_input,
 )
 from ..lightstage.derive import HdriPool, derive_sample, relit_target
-from .albedo import degraded_normals
-from .pose_task import PoseTask, jittered, mirrored
+from .pose_task import PoseTask, fed_normals, jittered, mirrored
 
 TARGET_CHANNELS = 21  # relit (3), albedo (3), diffuse map (3), four Phong maps (12): what the loss renders with
 LOG_EPS = 0.01  # in units of the light level
 ALBEDO_COLOUR_ERROR = 0.06  # log-normal sigma of a per-channel gain on the fed ground-truth albedo
 LEARNED_ALBEDO_SHARE = 0.5  # training pairs fed the albedo net's albedo instead of the ground truth
-LEARNED_NORMALS_SHARE = 0.5  # training pairs fed the geometry net's normals instead of the ground truth
 
 
 def target_light_maps(prefiltered: lightmaps.PrefilteredEnvironment, environment: Environment, strength: float,
@@ -71,11 +68,6 @@ def learned_albedo(sample: dict, normals: np.ndarray) -> np.ndarray:
     alpha = sample["alpha"]
     albedo = estimate_albedo_learned(sample["plate"], alpha, normals, np.zeros_like(alpha), RelightSettings())
     return albedo * np.float32(best_scale(albedo, sample["albedo"], alpha > 0.5))
-
-
-def learned_normals(sample: dict) -> np.ndarray:
-    """The bundled geometry net's normals of the sample's plate through the product's stage."""
-    return estimate_normals_learned(sample["plate"], sample["alpha"], RelightSettings())
 
 
 def derive_pair(pose: dict, sample_seed: int, pool: HdriPool) -> dict:
@@ -97,10 +89,7 @@ def prepare(sample: dict, size: int, unit_prefiltered: Callable[[dict], lightmap
     crop = subject_crop(alpha)
     if rng is not None:
         crop = jittered(crop, rng)
-    if rng is not None and rng.random() < LEARNED_NORMALS_SHARE:
-        normals = learned_normals(sample)
-    else:
-        normals = degraded_normals(sample["normal"], alpha, rng)
+    normals = fed_normals(sample, rng)
     normal_crop = crop_normals(normals, alpha, crop, size)
     inside = normal_crop.any(axis=-1)
     rays = crop_rays(width, height, sample["fov_deg"], crop, size)
