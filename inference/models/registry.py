@@ -102,7 +102,7 @@ ALBEDO_NET = ModelSpec(
     "albedo_net", "the plate's log source shading from plate, matte and normals on the subject's crop "
                   "(stages/albedo_net.py)",
     CommittedOnnx("training/albedo.py"),
-    "4dd68420fa4ccf25d20465837c538c9fcf4354eaa87dcdc6753eda12a4b58967",
+    "8b587e9a63e2e3e200c01e5396c2749b80041bdc80ef5f0a904644403b36741f",
     ModelContract((1, 7, "height", "width"), ((1, 3, "height", "width"),)), OWN_LICENCE)
 
 SHADING_NET = ModelSpec(
