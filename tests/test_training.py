@@ -132,9 +132,10 @@ def test_albedo_loss_ignores_one_exposure_per_sample_but_not_the_light_colour(fi
 
 @pytest.mark.parametrize("task_class", [geometry.GeometryTask, albedo.AlbedoTask], ids=["geometry", "albedo"])
 def test_training_batches_come_in_twins_held_to_agree(fixture_poses, task_class):
-    """Geometry and albedo training batches pair each sample with a twin (fresh noise, moved by at most a pixel,
-    the same augmentation), and the training loss charges any difference between the twins' outputs."""
+    """With a consistency weight, training batches pair each sample with a twin (fresh noise, moved by at most a
+    pixel, the same augmentation), and the training loss charges any difference between the twins' outputs."""
     task = make_task(task_class, fixture_poses)
+    task.consistency_weight = 1.0  # whatever the task's training default, the twins' machinery is under test
     x, target, mask = next(task.train_batches(np.random.default_rng(0), 4))
     assert x.shape[0] == 4
     for first, second in ((0, 1), (2, 3)):

@@ -95,7 +95,7 @@ FACE_LANDMARKS = ModelSpec(
 GEOMETRY_NET = ModelSpec(
     "geometry_net", "camera-space normals from the plate and matte on the subject's crop (stages/normals_net.py)",
     CommittedOnnx("training/geometry.py"),
-    "fc79665e93c5f3642f652952c758009b5013a64520025f7f18ce520d363b393d",
+    "537adf29dabf35688208ce69393a0aaf00a1da2ae8e84135be3757e6396e487b",
     ModelContract((1, 4, "height", "width"), ((1, 3, "height", "width"),)), OWN_LICENCE)
 
 ALBEDO_NET = ModelSpec(
