@@ -5,6 +5,10 @@ normal X/Y/Z (camera space, OpenGL), albedo R/G/B, roughness V, depth Z, relit R
 colour inside alpha, 0 outside) and optionally relit_olat R/G/B. meta.json carries the camera and the source and
 target lighting: {"hdri": {"collection": "shared" | "blender", "name"}, "rotation_z_deg", "strength",
 "cam_to_env"}. The target Environment is Environment(read_hdri(path) * strength, cam_to_env).
+
+The normal pass is not a surface normal on the hair (Cycles ribbons): by default the hair's ground-truth normals are
+the rendered depth surface's (lightstage/surface_normals.py), as the training poses' are; `normals_reference="pass"`
+keeps the render's pass everywhere (the figures of runs before 2026-12-07 used it).
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ from ..inference.errors import RelightInputError
 from ..inference.io.exr import read_passes
 from ..inference.io.imageio import read_hdri
 from ..inference.lighting.environment import Environment
+from ..lightstage.surface_normals import surface_normals
 
 GT_FILE = "gt.exr"
 META_FILE = "meta.json"
 GT_LAYER = "gt"
 REQUIRED_PASSES = ("plate", "alpha", "normal", "albedo", "relit")
+NORMALS_REFERENCES = ("surface", "pass")
 # Channel order per suffix family; a pass's channels are stacked in this order.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,7 +63,7 @@ def find_cases(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and is_case(p))
 
 
-def read_case(folder: str | os.PathLike) -> GroundTruthCase:
+def read_case(folder: str | os.PathLike, normals_reference: str = "surface") -> GroundTruthCase:
     folder = Path(folder)
     try:
         meta = json.loads((folder / META_FILE).read_text())
@@ -67,6 +73,9 @@ def read_case(folder: str | os.PathLike) -> GroundTruthCase:
     missing = [p for p in REQUIRED_PASSES if p not in passes]
     if missing:
         raise RelightInputError(folder / GT_FILE, f"missing ground-truth passes: {', '.join(missing)}")
+    if normals_reference == "surface" and "depth" in passes and "roughness" in passes:
+        passes["normal"] = surface_normals(passes["normal"], passes["depth"], passes["alpha"], passes["roughness"],
+                                           meta)
     return GroundTruthCase(folder.name, folder, passes, meta)
 
 

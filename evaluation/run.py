@@ -21,7 +21,7 @@ import numpy as np
 from ..inference.errors import RelightInputError
 from ..inference.settings import RelightSettings
 from . import metrics
-from .cases import find_cases, read_case
+from .cases import NORMALS_REFERENCES, find_cases, read_case
 from .report import contact_tiles, format_table, mean_rows, write_contact_sheet, write_report
 from .rows import ROW_NAMES, MethodOutput, method_outputs
 
@@ -49,9 +49,9 @@ def score(output: MethodOutput, gt: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def run_case(case_dir: str | os.PathLike, settings: RelightSettings = RelightSettings(),
-             rows: tuple[str, ...] = ROW_NAMES) -> CaseRun:
+             rows: tuple[str, ...] = ROW_NAMES, normals_reference: str = "surface") -> CaseRun:
     clock = time.perf_counter()
-    case = read_case(case_dir)
+    case = read_case(case_dir, normals_reference)
     outputs = method_outputs(case, settings, rows)
     scored = {name: ({"error": str(out)} if isinstance(out, Exception) else score(out, case.passes))
               for name, out in outputs.items()}
@@ -86,6 +86,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: <cache>/eval/<timestamp>)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N cases (by name)")
     parser.add_argument("--tile", type=int, default=128, help="contact sheet tile height in pixels")
+    parser.add_argument("--normals-reference", choices=NORMALS_REFERENCES, default="surface",
+                        help="ground-truth normals on the hair: the rendered depth surface's (default) or the "
+                             "render's normal pass, which is no surface normal there (figures before 2026-12-07)")
     return parser.parse_args(argv)
 
 
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[CaseRun] = []
     for index, case_dir in enumerate(case_dirs, start=1):
         try:
-            run = run_case(case_dir, settings)
+            run = run_case(case_dir, settings, normals_reference=args.normals_reference)
         except RelightInputError as exc:  # an unreadable case is reported and skipped, the rest still count
             print(f"[{index}/{len(case_dirs)}] {case_dir.name}: skipped ({exc})", flush=True)
             continue
@@ -130,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     write_report(out_dir / "report.json", {
         "cases_dir": str(cases_dir),
         "settings": asdict(settings),
+        "normals_reference": args.normals_reference,
         "mean": means,
         "cases": {r.name: {"seconds": r.seconds, "rows": r.rows} for r in runs},
         "table": table.splitlines(),

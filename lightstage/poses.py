@@ -34,6 +34,7 @@ from . import training_format as tf
 from .eval_set import CASES as EVAL_CASES
 from .generate import Generator, case_id, default_shared, sample_case
 from .makehuman_data import cache_dir as default_cache_dir
+from .surface_normals import surface_normals
 
 POSES_VERSION = "poses-v2"  # bump when the generator's output for a seed changes (v2: denoised OLAT passes)
 SUBJECT = "makehuman"  # the only training subject (the scanned head is held out)
@@ -85,12 +86,14 @@ def write_pose(path: Path, arrays: dict[str, np.ndarray]) -> Path:
 
 
 def read_pose(path: str | os.PathLike) -> dict:
-    """A pose file as float32 arrays (olat (N, H, W, 3), direct, the ground truth) plus its `meta` dict."""
+    """A pose file as float32 arrays (olat (N, H, W, 3), direct, the ground truth) plus its `meta` dict; the hair's
+    normals are the rendered depth surface's (surface_normals.py: the Normal pass is none there)."""
     with np.load(path, allow_pickle=False) as npz:
         pose = {name: tf.decode_pass(name, npz[name]) for name in GT_PASSES}
         pose["olat"] = npz["olat"].astype(np.float32)
         pose["direct"] = npz["direct"].astype(np.float32)
         pose["meta"] = json.loads(npz["meta"].tobytes().decode())
+    pose["normal"] = surface_normals(pose["normal"], pose["depth"], pose["alpha"], pose["roughness"], pose["meta"])
     return pose
 
 
