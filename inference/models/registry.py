@@ -95,7 +95,7 @@ FACE_LANDMARKS = ModelSpec(
 GEOMETRY_NET = ModelSpec(
     "geometry_net", "camera-space normals from the plate and matte on the subject's crop (stages/normals_net.py)",
     CommittedOnnx("training/geometry.py"),
-    "537adf29dabf35688208ce69393a0aaf00a1da2ae8e84135be3757e6396e487b",
+    "e6f83cee3babd2fdd20117150e4269642d45ef56dea7b313c8882f998c6d495d",
     ModelContract((1, 4, "height", "width"), ((1, 3, "height", "width"),)), OWN_LICENCE)
 
 ALBEDO_NET = ModelSpec(
