@@ -300,6 +300,35 @@ def test_a_run_starts_from_exported_weights(task, tmp_path):
         state_from_onnx(path, UNet(albedo.AlbedoTask.in_channels, albedo.AlbedoTask.out_channels))
 
 
+def test_a_net_gaining_global_context_starts_as_the_file_it_warm_starts_from(tmp_path):
+    """The albedo net's global context (nets.UNet) is new to weights exported before it: such a file still warm-
+    starts it, the context starts at zero and the net computes what the file does (ONNX of the file against torch);
+    the context's own weights, once trained, change the output and come back from an export of their own."""
+    import onnxruntime as ort
+
+    torch.manual_seed(2)
+    channels = (albedo.AlbedoTask.in_channels, albedo.AlbedoTask.out_channels)
+    older = UNet(*channels)
+    with torch.no_grad():
+        for parameter in older.parameters():  # GroupNorm's away from 1 and 0, which the exporter folds away
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    path = export_onnx(older, tmp_path / "older.onnx", albedo.AlbedoTask.in_channels, {"net": "albedo"})
+    model = UNet(*channels, global_context=True)
+    model.load_state_dict(state_from_onnx(path, model))
+    assert not model.context.weight.any() and not model.context.bias.any()
+    x = np.random.default_rng(2).random((1, albedo.AlbedoTask.in_channels, 64, 64), dtype=np.float32)
+    (expected,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    with torch.no_grad():
+        assert np.abs(model(torch.from_numpy(x)).numpy() - expected).max() < 1e-4
+        model.context.bias.add_(1.0)
+        trained = model(torch.from_numpy(x)).numpy()
+    assert np.abs(trained - expected).max() > 1e-2
+    again = UNet(*channels, global_context=True)
+    again.load_state_dict(state_from_onnx(export_onnx(model, tmp_path / "newer.onnx", albedo.AlbedoTask.in_channels,
+                                                      {"net": "albedo"}), again))
+    assert torch.equal(again.context.bias, model.context.bias)
+
+
 def test_subject_crop_round_trip():
     alpha = np.zeros((90, 120), np.float32)
     alpha[20:70, 30:60] = 1.0

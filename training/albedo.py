@@ -26,6 +26,7 @@ import torch
 
 from ..inference.stages.albedo_net import IN_CHANNELS, OUT_CHANNELS, albedo_net_input, log_shading
 from ..inference.stages.normals_net import SubjectCrop, subject_crop
+from .nets import UNet
 from .pose_task import PoseTask, fed_normals, jittered, mirrored
 
 MIN_ALBEDO = 0.02  # darker true albedo (pupils, black cloth) says little about the light: left out of the loss
@@ -63,6 +64,10 @@ class AlbedoTask(PoseTask):
     in_channels, out_channels = IN_CHANNELS, OUT_CHANNELS
     consistency_weight = CONSISTENCY_WEIGHT
     prepare = staticmethod(prepare)
+
+    def make_model(self) -> UNet:
+        # the light's colour against the skin's is a judgement over the whole subject (nets.UNet)
+        return UNet(self.in_channels, self.out_channels, global_context=True)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return _exposure_free(output - target, mask)

@@ -8,6 +8,9 @@ training from scratch would only ever see one session's poses.
 torch's exporter keeps the convolutions' parameter names but folds each GroupNorm into an instance normalisation
 followed by a Mul (its weight) and an Add (its bias) on anonymous initializers. Those are matched in graph order:
 in `nets._block` every GroupNorm directly follows the convolution whose module index is one lower.
+
+Parameters a net added after a file was exported (the model's `fresh_prefixes`, e.g. the U-Net's global context)
+keep their initial values, which leave the net's function unchanged: such a run starts from what was shipped.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ _CONV_WEIGHT = re.compile(r"^(?P<prefix>.+)\.(?P<index>\d+)\.weight$")
 
 def state_from_onnx(path: str | Path, model: nn.Module) -> dict[str, torch.Tensor]:
     """`model`'s state dict filled from the ONNX file's initializers; raises ValueError when they do not cover
-    every parameter with the same shapes (another architecture or widths)."""
+    every parameter with the same shapes (another architecture or widths), the model's `fresh_prefixes` apart:
+    those the file lacks keep the model's own values."""
     import onnx
     from onnx import numpy_helper
 
@@ -44,6 +48,10 @@ def state_from_onnx(path: str | Path, model: nn.Module) -> dict[str, torch.Tenso
                 key = f"{norm_module}.{'weight' if node.op_type == 'Mul' else 'bias'}"
                 found[key] = arrays[name].reshape(-1)
     state = model.state_dict()
+    fresh = tuple(getattr(model, "fresh_prefixes", ()))
+    for key, value in state.items():
+        if key not in found and key.startswith(fresh):
+            found[key] = value.numpy()
     missing = [key for key, value in state.items() if key not in found or found[key].shape != tuple(value.shape)]
     if missing:
         raise ValueError(f"{path}: no weights of the right shape for {len(missing)} of the model's {len(state)} "

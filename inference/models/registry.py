@@ -102,7 +102,7 @@ ALBEDO_NET = ModelSpec(
     "albedo_net", "the plate's log source shading from plate, matte and normals on the subject's crop "
                   "(stages/albedo_net.py)",
     CommittedOnnx("training/albedo.py"),
-    "8b587e9a63e2e3e200c01e5396c2749b80041bdc80ef5f0a904644403b36741f",
+    "4301207a2c475ee3eea79fd87d01105c90fb71d4c31b3e94bfc80edcad7e2a6d",
     ModelContract((1, 7, "height", "width"), ((1, 3, "height", "width"),)), OWN_LICENCE)
 
 SHADING_NET = ModelSpec(
