@@ -109,7 +109,7 @@ SHADING_NET = ModelSpec(
     "shading_net", "diffuse shading ratio and specular lobe weights from foreground, matte, normals, albedo and the "
                    "target light's light maps on the subject's crop (stages/shading_net.py)",
     CommittedOnnx("training/shading.py"),
-    "5df0bb4f110e79796004b9bb37de7f2f3b8dd6c4c6475f182bb5fa67db153f08",
+    "5cb12d92b64564ec4d8643898e96180387d6e0cc125d75fb4663017fe1171325",
     ModelContract((1, 25, "height", "width"), ((1, 7, "height", "width"),)), OWN_LICENCE)
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (SELFIE_SEGMENTATION, FACE_DETECTOR, FACE_LANDMARKS,
