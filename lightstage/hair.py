@@ -17,6 +17,7 @@ import numpy as np
 from mathutils.bvhtree import BVHTree
 
 from . import materials
+from .surface_normals import BROW_ROUGHNESS
 
 HAIR_ASSETS = ("assets", "nodes", "procedural_hair_node_assets.blend")
 ASSET_GROUPS = ("Duplicate Hair Curves", "Curl Hair Curves", "Frizz Hair Curves", "Hair Curves Noise",
@@ -200,7 +201,7 @@ class Hair:
         colour = materials.hair_colour(params["colour"])
         materials.set_hair(self.material, colour, params["roughness"])
         brow_colour = tuple(c * params["brow_darkness"] for c in colour)
-        materials.set_hair(self.brow_material, brow_colour, 0.35)
+        materials.set_hair(self.brow_material, brow_colour, BROW_ROUGHNESS)
         bvh = BVHTree.FromPolygons(vertices.tolist(), self.faces)
         normals = vertex_normals(vertices, self.tris)
         bald = params["style"] == "bald"

@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from ..inference.lighting.camera import camera_rays
 
-BROW_ROUGHNESS = 0.35  # the eyebrows' hair material (lightstage/hair.py sets it)
+BROW_ROUGHNESS = 0.35  # the eyebrows' hair material (lightstage/hair.py sets it from here; it imports bpy)
 ROUGHNESS_MATCH = 2e-3  # the AOV holds the material's exact value on pixels all of that material
 SMOOTHING = 1.0 / 96.0  # depth smoothing sigma as a fraction of the image side: 2 px on a 192 px pose
 MIXED_PIXEL_DEG = 35.0
