@@ -4,9 +4,10 @@ beside the learned ones, to judge the nets where there is no ground truth.
     .venv/bin/python tools/relight_sheet.py [--portraits ../shared/data/portraits] [--out out/relight_sheet.png]
 
 Per portrait row: the plate, then per HDRI the relit subject (straight colour over black, the relit pass) with
-v1 (classical normals, albedo and shading), learned shading alone, learned albedo, learned normals + albedo, and
-all three learned (normals, albedo, shading); with --model, one more column: all three learned with that net (a
-candidate export of the net --net names, the shading net unless said) in place of the shipped one.
+v1 (classical normals, albedo and shading), learned normals alone, learned shading alone, learned albedo, learned
+normals + albedo, and all three learned (normals, albedo, shading); with --model, one more column: all three
+learned with that net (a candidate export of the net --net names, the shading net unless said) in place of the
+shipped one.
 
     .venv/bin/python tools/relight_sheet.py --model <cache>/training/shading/shading.onnx
     .venv/bin/python tools/relight_sheet.py --model <cache>/training/albedo/albedo.onnx --net albedo
@@ -24,7 +25,8 @@ from package_loader import load_package
 from portrait_sheet import portrait_plates, sheet_arguments, write_sheet
 
 HDRIS = (("blender", "sunset.exr", 90.0), ("shared", "st_fagans_interior_1k.hdr", 0.0))  # (collection, file, turn)
-METHODS = (("v1", "classical", "classical", "classical"), ("learned shading", "classical", "classical", "learned"),
+METHODS = (("v1", "classical", "classical", "classical"), ("learned normals", "learned", "classical", "classical"),
+           ("learned shading", "classical", "classical", "learned"),
            ("learned albedo", "classical", "learned", "classical"),
            ("learned normals+albedo", "learned", "learned", "classical"),
            ("all learned", "learned", "learned", "learned"))
