@@ -3,12 +3,14 @@ source light off must do: a coloured light's cast and the plate's exposure leave
 
 from __future__ import annotations
 
+import albedo_exposure  # noqa: E402  (tools/ is on the test path)
 import numpy as np
 import pytest
 
 from portrait_relight.inference import pipeline
 from portrait_relight.inference.lighting.environment import Environment
 from portrait_relight.inference.settings import RelightSettings
+from portrait_relight.inference.stages import albedo_net
 from portrait_relight.inference.stages.albedo_net import estimate_albedo_learned
 
 LEARNED = RelightSettings(albedo="learned")
@@ -38,7 +40,7 @@ def face_chroma(albedo: np.ndarray, face_mask: np.ndarray) -> np.ndarray:
 def test_a_coloured_light_leaves_the_albedo_and_the_exposure_stays(astronaut_subject):
     """The same portrait under a warm light (the foreground times a warm tint) and half a stop down: most of the
     tint's colour must leave the face's albedo (a classical white-light fit keeps all of it), while the exposure
-    stays in it, by the classical stage's convention (median face shading 1: a dark plate, or dark skin, gives a
+    stays in it, by the stage's convention (median face shading FACE_SHADING: a dark plate, or dark skin, gives a
     dark albedo rather than being brightened to an average)."""
     _, matte, shape = astronaut_subject
     tint = np.array([1.25, 1.0, 0.7], np.float32)
@@ -55,3 +57,39 @@ def test_a_coloured_light_leaves_the_albedo_and_the_exposure_stays(astronaut_sub
     assert albedo_shift < 0.6 * plate_shift, (albedo_shift, plate_shift)
     face = shape.face_mask > 0.5
     assert dim[face].mean() / neutral[face].mean() == pytest.approx(0.7, abs=0.05)
+
+
+def test_the_albedo_level_is_set_by_the_face_median_shading(astronaut_subject, monkeypatch):
+    """The convention that sets the albedo's level: on the face, the shading the stage divided out (the foreground
+    over the albedo, per channel) has median luminance FACE_SHADING; the shipped constant scales the albedo
+    exactly (a large constant first, so that nothing clips at 1)."""
+    _, matte, shape = astronaut_subject
+    face = (matte.alpha > 0.9) & (shape.face_mask > 0.5)
+    shipped = estimate_albedo_learned(matte.foreground, matte.alpha, shape.normal, shape.face_mask, LEARNED)
+    shipped_constant = albedo_net.FACE_SHADING
+    monkeypatch.setattr(albedo_net, "FACE_SHADING", 8.0)
+    dim = estimate_albedo_learned(matte.foreground, matte.alpha, shape.normal, shape.face_mask, LEARNED)
+    assert dim.max() < 0.999
+    face &= dim.min(axis=-1) > 1e-4  # a black plate pixel (an eye's pupil) says nothing about the shading
+    assert face.sum() > 1000
+    shading = matte.foreground[face] / dim[face] @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    assert np.median(shading) == pytest.approx(8.0, rel=0.02)
+    unclipped = (matte.alpha > 0) & (shipped.max(axis=-1) < 0.999)
+    np.testing.assert_allclose(shipped[unclipped], dim[unclipped] * (8.0 / shipped_constant), rtol=1e-3,
+                               atol=1e-6)
+
+
+def test_the_calibration_reads_how_many_stops_the_albedo_is_too_dark():
+    """tools/albedo_exposure.py's per-photo figure: a prediction 0.75 stops too dark reads +0.75 over the
+    reference, whatever lies outside it, and clipped or black predictions do not count."""
+    rng = np.random.default_rng(3)
+    true = rng.uniform(0.1, 0.6, (32, 32, 3)).astype(np.float32)
+    predicted = true * np.float32(2.0 ** -0.75)
+    reference = np.zeros((32, 32), bool)
+    reference[8:24, 8:24] = True
+    predicted[~reference] = 0.9  # outside: ignored
+    predicted[8:10, 8:24] = 1.0  # clipped: ignored
+    predicted[10:12, 8:24] = 0.0  # black: ignored
+    assert albedo_exposure.level_error_stops(predicted, true, reference) == pytest.approx(0.75, abs=1e-4)
+    assert albedo_exposure.level_error_stops(true * 2.0, true, reference) == pytest.approx(-1.0, abs=1e-4)
+    assert np.isnan(albedo_exposure.level_error_stops(predicted, true, np.zeros_like(reference)))

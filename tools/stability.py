@@ -6,7 +6,8 @@ the relit pass varies from frame to frame, against how much the plate itself doe
 
 Frames are realigned by their jitter before comparing, so only flicker counts, not the motion itself. Variation is
 the mean absolute frame-to-frame difference inside the subject (alpha > 0.5 in every frame), relative to the
-plate's own.
+plate's own. That ratio grows with the relit pass's brightness (how bright the HDRI is against the plate, and the
+albedo's level), so each line also gives it with both variations taken relative to their own mean level.
 """
 
 from __future__ import annotations
@@ -69,11 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         results = [pipeline.relight(plate, environment, settings).passes for plate in plates]
         alpha = aligned([r["alpha"] for r in results])
         mask = (alpha > 0.5).all(axis=0)
-        plate_var = variation(aligned(plates), mask)
-        relit_var = variation(aligned([r["relit"][..., :3] for r in results]), mask)
+        plate_stack, relit_stack = aligned(plates), aligned([r["relit"][..., :3] for r in results])
+        plate_var, relit_var = variation(plate_stack, mask), variation(relit_stack, mask)
         normal_var = variation(aligned([r["normal"] for r in results]), mask)
+        level_ratio = float(plate_stack[:, mask].mean() / relit_stack[:, mask].mean())
         print(f"{method:<36} relit variation / plate variation = {relit_var / plate_var:.2f} "
-              f"(plate {plate_var:.4f}, relit {relit_var:.4f}; normals {normal_var:.4f} per frame), "
+              f"(plate {plate_var:.4f}, relit {relit_var:.4f}; normals {normal_var:.4f} per frame; "
+              f"{relit_var / plate_var * level_ratio:.2f} relative to each one's mean level), "
               f"{args.frames} frames at {size}x{size}, gate <= 1.5", flush=True)
     return 0
 

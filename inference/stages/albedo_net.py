@@ -7,7 +7,7 @@ Like the geometry net (normals_net.py) it works on the subject's square crop at 
   (whichever normals stage ran; 0 outside the matte);
 - output (1, 3, S, S) float32: the log of the plate's per-channel source shading, log(plate / albedo), light
   colour included, up to one global offset (a photo cannot tell a dark subject in bright light from a light one
-  in dim light): the stage sets that scale by convention, like the classical stage (median shading 1).
+  in dim light): the stage sets that scale by convention (the face's median shading is FACE_SHADING).
 The albedo is the full-resolution foreground divided by exp(output), smoothly upsampled: the shading is
 low-frequency, so the plate's own texture (pores, freckles, make-up) stays in the albedo rather than being
 re-synthesised at the working size.
@@ -26,6 +26,11 @@ IN_CHANNELS, OUT_CHANNELS = 7, 3
 LOG_EPS = 1e-3  # linear units added before logs: keeps black pixels finite
 SHADING_FLOOR = 0.05  # of the reference shading: deep shadow is divided by at most 1/0.05 (noise, not albedo)
 MIN_REFERENCE_PIXELS = 500  # face pixels needed to set the exposure on the face alone
+# The face's median source shading on a normally exposed photo, in units of a diffuse reflectance's own value: what
+# the albedo's level is set by. Measured, not assumed: `tools/albedo_exposure.py --samples 4` on the light stage's
+# training photos (metered on the subject, as a photographer meters), where a median of 1 left the albedo 0.46 stops
+# too dark (median of 288 photos of 72 identities; spread 1.6 stops, mostly skin tone, which no constant can fix).
+FACE_SHADING = 0.727
 _LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 
 
@@ -49,8 +54,8 @@ def estimate_albedo_learned(foreground: np.ndarray, alpha: np.ndarray, normals: 
     """(H, W, 3) albedo in [0, 1], 0 outside the matte: the foreground divided by the net's source shading.
 
     The shading comes back to the plate by edge-aware guided upsampling (the foreground's luminance guides it, as
-    the plate's does for the learned normals) and its exposure is set by convention, like the classical stage's:
-    median shading luminance 1 on the face (on the opaque matte when too little face is found)."""
+    the plate's does for the learned normals) and its exposure is set by convention: median shading luminance
+    FACE_SHADING on the face (on the opaque matte when too little face is found)."""
     crop = subject_crop(alpha)
     model = load_model(ALBEDO_NET, settings)
     output = model.run(albedo_net_input(foreground, alpha, normals, crop, WORK_SIZE))[model.outputs[0]]
@@ -63,5 +68,6 @@ def estimate_albedo_learned(foreground: np.ndarray, alpha: np.ndarray, normals: 
     level = float(np.median(shading[reference] @ _LUMA)) if reference.any() else 1.0
     shading /= max(level, 1e-6)
     albedo = np.zeros(alpha.shape + (3,), np.float32)
-    albedo[rows, cols] = np.clip(foreground[rows, cols, :3] / np.maximum(shading, SHADING_FLOOR), 0.0, 1.0)
+    albedo[rows, cols] = np.clip(foreground[rows, cols, :3] / (np.maximum(shading, SHADING_FLOOR) * FACE_SHADING),
+                                 0.0, 1.0)
     return albedo
