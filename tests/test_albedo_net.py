@@ -11,6 +11,7 @@ from portrait_relight.inference import pipeline
 from portrait_relight.inference.lighting.environment import Environment
 from portrait_relight.inference.settings import RelightSettings
 from portrait_relight.inference.stages import albedo_net
+from portrait_relight.inference.stages.albedo import LUMINANCE_WEIGHTS
 from portrait_relight.inference.stages.albedo_net import estimate_albedo_learned
 
 LEARNED = RelightSettings(albedo="learned")
@@ -72,7 +73,7 @@ def test_the_albedo_level_is_set_by_the_face_median_shading(astronaut_subject, m
     assert dim.max() < 0.999
     face &= dim.min(axis=-1) > 1e-4  # a black plate pixel (an eye's pupil) says nothing about the shading
     assert face.sum() > 1000
-    shading = matte.foreground[face] / dim[face] @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    shading = matte.foreground[face] / dim[face] @ LUMINANCE_WEIGHTS
     assert np.median(shading) == pytest.approx(8.0, rel=0.02)
     unclipped = (matte.alpha > 0) & (shipped.max(axis=-1) < 0.999)
     np.testing.assert_allclose(shipped[unclipped], dim[unclipped] * (8.0 / shipped_constant), rtol=1e-3,

@@ -30,8 +30,9 @@ def level_error_stops(albedo: np.ndarray, true_albedo: np.ndarray, reference: np
     """Median over `reference` of log2(true / predicted albedo luminance), on pixels where both are usable (the
     true albedo not black, the prediction neither black nor clipped at 1): how many stops the predicted level is
     too dark (negative: too bright). NaN when no pixel is usable."""
-    luma = np.array([0.2126, 0.7152, 0.0722], np.float32)
-    predicted, true = albedo @ luma, true_albedo @ luma
+    from portrait_relight.inference.stages.albedo import LUMINANCE_WEIGHTS
+
+    predicted, true = albedo @ LUMINANCE_WEIGHTS, true_albedo @ LUMINANCE_WEIGHTS
     usable = reference & (true > 0.02) & (predicted > 1e-3) & (albedo.max(axis=-1) < 0.999)
     if not usable.any():
         return float("nan")
