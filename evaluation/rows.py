@@ -1,14 +1,16 @@
-"""The methods compared per case: the product itself, the no-relighting baseline, and per-stage oracles.
+"""The methods compared per case: v1, the learned stages one by one and together, the no-relighting baseline,
+and per-stage oracles.
 
-"ours" is `inference.pipeline.relight`, the very code behind ./relight (with the default settings: classical
-normals and albedo); "learned normals" is the same with `--normals learned`. The other rows run the product's
-matte and geometry once per normals method and the stages after them through `pipeline.relight_subject`, the
-function `relight` itself uses after matting and geometry (tests check that with nothing swapped it reproduces
-`relight`): "learned albedo" / "learned normals+albedo" with `--albedo learned` (and `--normals learned`);
-"learned shading" with `--shading learned` alone, "all learned" with the three nets, and "all learned, oracle
-normals" / "... oracle albedo" with ground truth in one of its inputs (which learned stage costs most); "light from
-background" (v2) and "... v1" under the light each estimator infers from `background_photo` alone, the two-picture
-path, still scored against the target HDRI's ground truth; the oracle rows with ground truth swapped into one stage
+"v1" is `inference.pipeline.relight`, the very code behind ./relight, with the classical stages (`--normals
+classical --albedo classical --shading classical`); "learned normals" is the same with `--normals learned`. The
+other rows run the product's matte and geometry once per normals method and the stages after them through
+`pipeline.relight_subject`, the function `relight` itself uses after matting and geometry (tests check that with
+nothing swapped it reproduces `relight`): "learned albedo" / "learned normals+albedo" with `--albedo learned` (and
+`--normals learned`); "learned shading" with `--shading learned` alone; "all learned", the three nets: the
+product's default; "all learned, oracle normals" / "... oracle albedo" with ground truth in one of its inputs
+(which learned stage costs most); "light from background" (v2) and "... v1" the default path under the light each
+estimator infers from `background_photo` alone, the two-picture path, still scored against the target HDRI's
+ground truth (compare with "all learned"); the oracle rows with ground truth swapped into one of v1's stages
 ("oracle normals+albedo, learned shading": the shading net fed exact inputs).
 """
 
@@ -29,7 +31,7 @@ from .panorama_calibration import pool_held_out_gains
 from .panorama_figures import display_photo
 from .panorama_v1 import estimate_environment_v1
 
-ROW_NAMES = ("ours", "learned normals", "learned albedo", "learned normals+albedo", "learned shading", "all learned",
+ROW_NAMES = ("v1", "learned normals", "learned albedo", "learned normals+albedo", "learned shading", "all learned",
              "all learned, oracle normals", "all learned, oracle albedo", "light from background",
              "light from background v1", "naive composite", "oracle alpha", "oracle normals", "oracle normals+albedo",
              "oracle normals+albedo, learned shading", "oracle alpha+normals+albedo")
@@ -60,7 +62,7 @@ def case_settings(case: GroundTruthCase, settings: RelightSettings) -> RelightSe
     return replace(settings, fov_deg=case.fov_deg)
 
 
-def ours(plate: np.ndarray, environment: Environment, settings: RelightSettings,
+def whole_pipeline(plate: np.ndarray, environment: Environment, settings: RelightSettings,
          prefiltered: lightmaps.PrefilteredEnvironment) -> MethodOutput:
     result = pipeline.relight(plate, environment, settings, prefiltered=prefiltered)
     p = result.passes
@@ -140,7 +142,8 @@ def method_outputs(case: GroundTruthCase, settings: RelightSettings,
 
 def _method_outputs(case: GroundTruthCase, settings: RelightSettings,
                     rows: tuple[str, ...]) -> dict[str, MethodOutput | Exception]:
-    settings = case_settings(case, settings)
+    # every row names its methods; the rest (v1 and the oracles) start from v1's
+    settings = replace(case_settings(case, settings), normals="classical", albedo="classical", shading="classical")
     gt = case.passes
     plate = np.maximum(gt["plate"][..., :3], 0.0).astype(np.float32)
     environment = target_environment(case)
@@ -157,8 +160,9 @@ def _method_outputs(case: GroundTruthCase, settings: RelightSettings,
             return None
         return out[name]
 
-    attempt("ours", lambda: ours(plate, environment, settings, prefiltered))
-    attempt("learned normals", lambda: ours(plate, environment, replace(settings, normals="learned"), prefiltered))
+    attempt("v1", lambda: whole_pipeline(plate, environment, settings, prefiltered))
+    attempt("learned normals", lambda: whole_pipeline(plate, environment, replace(settings, normals="learned"),
+                                                      prefiltered))
     product: dict[str, StageInputs | RelightInputError] = {}
 
     def stages_with(normals: str) -> StageInputs:
@@ -197,7 +201,7 @@ def _method_outputs(case: GroundTruthCase, settings: RelightSettings,
         for name, estimate in estimates.items():
             def relit_by_estimate(estimate=estimate) -> MethodOutput:
                 estimated = estimate()
-                return compose(stages_with("classical"), estimated, settings, lightmaps.prefilter(estimated))
+                return compose(stages_with("learned"), estimated, learned, lightmaps.prefilter(estimated))
 
             attempt(name, relit_by_estimate)
     attempt("naive composite", lambda: naive_composite(plate))

@@ -2,8 +2,9 @@
 
 For each case the product relights the plate under the case's *target* lighting (its HDRI, strength and
 orientation, and the case camera's field of view) and every stage is scored against the ground truth
-(evaluation/metrics.py). Rows: ours, the naive composite (no relighting), and oracle rows that swap ground truth
-into one stage (evaluation/rows.py). Writes report.json and contact_sheet.png to --out (default
+(evaluation/metrics.py). Rows: v1, the learned stages and the product's default (all learned), the naive composite
+(no relighting), and oracle rows that swap ground truth into one stage (evaluation/rows.py); the contact sheet's
+"ours" columns are the default's. Writes report.json and contact_sheet.png to --out (default
 ${PORTRAIT_RELIGHT_CACHE:-~/.cache/portrait_relight}/eval/<timestamp>/).
 """
 
@@ -55,8 +56,8 @@ def run_case(case_dir: str | os.PathLike, settings: RelightSettings = RelightSet
     outputs = method_outputs(case, settings, rows)
     scored = {name: ({"error": str(out)} if isinstance(out, Exception) else score(out, case.passes))
               for name, out in outputs.items()}
-    ours = outputs.get("ours")
-    tiles = contact_tiles(case.passes, ours if isinstance(ours, MethodOutput) else None)
+    product = outputs.get("all learned")  # the product's default path
+    tiles = contact_tiles(case.passes, product if isinstance(product, MethodOutput) else None)
     return CaseRun(case.name, scored, tiles, time.perf_counter() - clock)
 
 

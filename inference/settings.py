@@ -41,9 +41,9 @@ class RelightSettings:
     threads: int = 0
     provider: str = "auto"
     models_dir: str | None = None
-    normals: str = "classical"
-    albedo: str = "classical"
-    shading: str = "classical"
+    normals: str = "learned"
+    albedo: str = "learned"
+    shading: str = "learned"
 
     def __post_init__(self):
         if self.normals not in NORMALS_METHODS:

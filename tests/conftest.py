@@ -37,6 +37,7 @@ def astronaut_subject():
     from portrait_relight.inference.stages import geometry, matting
 
     plate = srgb_to_linear(data.astronaut().astype(np.float32) / 255.0)
-    matte = matting.estimate_matte(plate, RelightSettings())
-    shape = geometry.estimate_normals(plate, matte.alpha, RelightSettings())
+    classical = RelightSettings(normals="classical")
+    matte = matting.estimate_matte(plate, classical)
+    shape = geometry.estimate_normals(plate, matte.alpha, classical)
     return plate, matte, shape

@@ -138,13 +138,13 @@ def test_masked_ssim_perfect_inside_the_matte_whatever_the_background():
 
 # ----------------------------------------------------------------------------------------------- report
 def test_mean_rows_skips_failures_and_missing_metrics():
-    rows = [{"ours": {"relit_psnr": 20.0, "alpha_sad": 1.0}, "naive composite": {"relit_psnr": 10.0}},
-            {"ours": {"error": "no face"}, "naive composite": {"relit_psnr": 14.0}}]
-    means = mean_rows(rows, ("ours", "naive composite"))
-    assert means["ours"] == {"cases": 1, "relit_psnr": 20.0, "alpha_sad": 1.0}
+    rows = [{"v1": {"relit_psnr": 20.0, "alpha_sad": 1.0}, "naive composite": {"relit_psnr": 10.0}},
+            {"v1": {"error": "no face"}, "naive composite": {"relit_psnr": 14.0}}]
+    means = mean_rows(rows, ("v1", "naive composite"))
+    assert means["v1"] == {"cases": 1, "relit_psnr": 20.0, "alpha_sad": 1.0}
     assert means["naive composite"] == {"cases": 2, "relit_psnr": 12.0}
     table = format_table(means).splitlines()
-    assert table[2].split()[:3] == ["ours", "1", "1.00"] and " - " in table[3]
+    assert table[2].split()[:3] == ["v1", "1", "1.00"] and " - " in table[3]
     assert json.loads(json.dumps(json_safe({"a": math.inf, "b": math.nan}))) == {"a": "inf", "b": None}
 
 
@@ -192,7 +192,7 @@ def synthetic_case(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PORTRAIT_RELIGHT_SHARED", str(root / "shared"))
         plate = resize(srgb_to_linear(skimage.data.astronaut() / 255.0), 256, 256)
-        settings = RelightSettings(fov_deg=FOV_DEG)
+        settings = RelightSettings(fov_deg=FOV_DEG, normals="classical")  # the v1 row's
         alpha = matting.estimate_matte(plate, settings).alpha
         normal = geometry.estimate_normals(plate, alpha, settings).normal
         inside = (alpha > 0)[..., None]
@@ -230,14 +230,14 @@ def test_case_is_read_in_the_light_stage_format(synthetic_case):
 def test_evaluate_case_rows_and_product_consistency(synthetic_case):
     rows = synthetic_case["rows"]
     assert tuple(rows) == ROW_NAMES and not [r for r in rows.values() if "error" in r]
-    ours = rows["ours"]
-    # The ground truth *is* the product's matte and normals on this plate: the wiring must reproduce them.
+    ours = rows["v1"]
+    # The ground truth *is* v1's matte and normals on this plate: the wiring must reproduce them.
     assert ours["alpha_sad"] < 0.01 and ours["normal_mean_deg"] < 0.5
     assert set(rows["naive composite"]) == {"relit_simse", "relit_ssim", "relit_psnr", "relit_psnr_exposed"}
     for estimated in ("light from background", "light from background v1"):  # same matte, estimated light
         assert rows[estimated]["alpha_sad"] == ours["alpha_sad"] and rows[estimated]["relit_simse"] > 0
     assert rows["light from background"]["relit_simse"] != rows["light from background v1"]["relit_simse"]
-    # With GT normals equal to ours, the composed oracle must match the product pipeline itself.
+    # With GT normals equal to v1's, the composed oracle must match the product pipeline itself.
     assert rows["oracle normals"]["relit_simse"] == pytest.approx(ours["relit_simse"], rel=1e-3, abs=1e-7)
     assert rows["oracle normals"]["relit_psnr"] == pytest.approx(ours["relit_psnr"], abs=0.01)
     assert rows["oracle alpha"]["alpha_sad"] == 0.0
@@ -267,9 +267,9 @@ def test_evaluate_command_writes_report_and_contact_sheet(synthetic_case, tmp_pa
     printed = capsys.readouterr().out
     assert "oracle normals+albedo" in printed and "PSNR" in printed
     report = json.loads((out / "report.json").read_text())
-    assert report["mean"]["ours"]["cases"] == 1
-    assert report["cases"]["case_0000"]["rows"]["ours"]["relit_psnr"] == pytest.approx(
-        synthetic_case["rows"]["ours"]["relit_psnr"], abs=1e-6)
+    assert report["mean"]["v1"]["cases"] == 1
+    assert report["cases"]["case_0000"]["rows"]["v1"]["relit_psnr"] == pytest.approx(
+        synthetic_case["rows"]["v1"]["relit_psnr"], abs=1e-6)
     with Image.open(out / "contact_sheet.png") as sheet:
         assert sheet.size == (64 * len(CONTACT_COLUMNS), 2 * 14 + 64)
 

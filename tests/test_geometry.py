@@ -9,7 +9,10 @@ from portrait_relight.inference.io.imageio import srgb_to_linear
 from portrait_relight.inference.models.registry import FACE_DETECTOR, FACE_LANDMARKS
 from portrait_relight.inference.models.session import BUNDLED_MODELS_DIR
 from portrait_relight.inference.resample import resize
+from portrait_relight.inference.settings import RelightSettings
 from portrait_relight.inference.stages import face, geometry
+
+CLASSICAL = RelightSettings(normals="classical")  # these tests are the classical stage's (v1)
 
 
 def _disc(height, width, cx, cy, radius, soft=0.0):
@@ -29,7 +32,7 @@ def _angle_deg(a, b):
 def test_disc_inflates_to_a_sphere(shape, centre, radius):
     h, w = shape
     alpha, r, xx, yy = _disc(h, w, *centre, radius)
-    normal = geometry.estimate_normals(np.zeros((h, w, 3), np.float32), alpha, use_face=False).normal
+    normal = geometry.estimate_normals(np.zeros((h, w, 3), np.float32), alpha, CLASSICAL, use_face=False).normal
     nz = np.sqrt(np.clip(1 - (r / radius) ** 2, 0, 1))
     # Analytic hemisphere normal in camera space: +X right, +Y up (image rows run down), +Z toward camera.
     expected = np.stack([(xx - centre[0]) / radius, -(yy - centre[1]) / radius, nz], axis=-1)
@@ -44,7 +47,7 @@ def test_disc_inflates_to_a_sphere(shape, centre, radius):
 def test_unit_inside_zero_outside_with_soft_edges():
     alpha, *_ = _disc(300, 500, 250, 150, 120, soft=12.0)
     alpha[140:160, 100:400] = np.maximum(alpha[140:160, 100:400], 0.3)  # a thin, semi-transparent stray bit
-    normal = geometry.estimate_normals(np.zeros((300, 500, 3), np.float32), alpha, use_face=False).normal
+    normal = geometry.estimate_normals(np.zeros((300, 500, 3), np.float32), alpha, CLASSICAL, use_face=False).normal
     assert normal.shape == (300, 500, 3) and normal.dtype == np.float32
     lengths = np.linalg.norm(normal, axis=-1)
     assert np.allclose(lengths[alpha > 0], 1.0, atol=1e-4)
@@ -56,7 +59,7 @@ def test_frame_cut_is_not_a_silhouette():
     """A torso-like slab that runs off the bottom of the frame must not curve away at the frame edge."""
     alpha = np.zeros((400, 300), np.float32)
     alpha[150:, 50:250] = 1.0
-    normal = geometry.estimate_normals(np.zeros((400, 300, 3), np.float32), alpha, use_face=False).normal
+    normal = geometry.estimate_normals(np.zeros((400, 300, 3), np.float32), alpha, CLASSICAL, use_face=False).normal
     bottom = normal[-5:, 120:180]
     assert np.abs(bottom[..., 1]).max() < 0.1  # no downward tilt at the cut
     top = normal[160:170, 120:180]
@@ -84,7 +87,7 @@ def _face_halves(result):
 
 def test_astronaut_face_is_convex(astronaut_linear):
     alpha = np.ones(astronaut_linear.shape[:2], np.float32)
-    result = geometry.estimate_normals(astronaut_linear, alpha)
+    result = geometry.estimate_normals(astronaut_linear, alpha, CLASSICAL)
     assert result.landmarks is not None
     assert result.face_mask.max() == pytest.approx(1.0, abs=1e-3)
     # The face mask covers the face (around the eyes and nose) and not the far background.
@@ -104,8 +107,8 @@ def test_astronaut_face_is_convex(astronaut_linear):
 
 def test_flipped_astronaut_mirrors_normals(astronaut_linear):
     alpha = np.ones(astronaut_linear.shape[:2], np.float32)
-    a = geometry.estimate_normals(astronaut_linear, alpha)
-    b = geometry.estimate_normals(np.ascontiguousarray(astronaut_linear[:, ::-1]), alpha)
+    a = geometry.estimate_normals(astronaut_linear, alpha, CLASSICAL)
+    b = geometry.estimate_normals(np.ascontiguousarray(astronaut_linear[:, ::-1]), alpha, CLASSICAL)
     mirrored = b.normal[:, ::-1] * np.array([-1, 1, 1], np.float32)
     both = (a.face_mask > 0.9) & (b.face_mask[:, ::-1] > 0.9)
     assert both.sum() > 3000
@@ -142,7 +145,7 @@ def test_astronaut_face_looks_at_the_camera(astronaut_linear):
     """The astronaut faces the camera: MediaPipe's downward lean of the face mesh is removed
     (FACE_PITCH_BIAS_DEG), so the face's mean normal is neither tipped down nor sideways."""
     alpha = np.ones(astronaut_linear.shape[:2], np.float32)
-    result = geometry.estimate_normals(astronaut_linear, alpha)
+    result = geometry.estimate_normals(astronaut_linear, alpha, CLASSICAL)
     mean = result.normal[result.face_mask > 0.9].mean(0)
     assert abs(mean[0]) < 0.1 and abs(mean[1]) < 0.1, mean
     # Without the correction the mesh leans down (about -0.19 on the raw mesh for this photo).
@@ -198,7 +201,7 @@ def test_astronaut_face_meets_the_head_without_a_ring(astronaut_linear):
     from scipy import ndimage
 
     alpha = np.ones(astronaut_linear.shape[:2], np.float32)
-    result = geometry.estimate_normals(astronaut_linear, alpha)
+    result = geometry.estimate_normals(astronaut_linear, alpha, CLASSICAL)
     covered = result.face_mask > 0
     d_out, (iy, ix) = ndimage.distance_transform_edt(~covered, return_indices=True)
     oy, ox = np.nonzero((d_out >= 2) & (d_out < 3))
@@ -259,7 +262,6 @@ def test_values_at_pixels_equal_the_dense_upsampling(crop):
 def test_learned_normals_keep_the_output_contract(astronaut_linear):
     """The bundled geometry net on a real photo: unit normals inside the matte, zero outside, facing the camera
     on the face, and the face mask still comes from the face landmarks."""
-    from portrait_relight.inference.settings import RelightSettings
     from portrait_relight.inference.stages import matting
 
     plate = astronaut_linear

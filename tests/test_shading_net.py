@@ -19,7 +19,7 @@ from portrait_relight.inference.stages import geometry, lightmaps, matting
 from portrait_relight.inference.stages.normals_net import SubjectCrop
 from portrait_relight.inference.stages.shading_net import RATIO_RANGE, crop_rays, predict_shading
 
-LEARNED = RelightSettings(shading="learned")
+LEARNED = RelightSettings(normals="classical", albedo="classical", shading="learned")  # the shading net alone
 ALL_LEARNED = RelightSettings(normals="learned", albedo="learned", shading="learned")
 
 
@@ -69,7 +69,7 @@ def test_the_pass_identity_holds_and_the_shading_is_the_nets(astronaut_subject):
     plate, matte, shape = astronaut_subject
     environment = key_light(45.0)
     learned = pipeline.relight(plate, environment, LEARNED).passes
-    classical = pipeline.relight(plate, environment, RelightSettings()).passes
+    classical = pipeline.relight(plate, environment, replace(LEARNED, shading="classical")).passes
     inside = learned["alpha"] > 0
     composed = learned["albedo"] * learned["diffuse"] + learned["specular"]
     np.testing.assert_allclose(learned["relit"][..., :3][inside], composed[inside], atol=1e-4)
@@ -105,24 +105,21 @@ def test_a_key_light_from_either_side_flips_the_brighter_side(shared_dir, name):
 
 
 def test_a_warm_light_tints_the_subject_as_it_tints_the_backdrop(astronaut_subject):
-    """The same light, neutral and then warm (same luminance): the relit face's colour must move as the
-    backdrop's does (the net may shade, not re-colour the light)."""
-    plate, matte, shape = astronaut_subject
+    """The same light, neutral and then warm (same luminance), through the default path (all three nets): per
+    channel, the relit face must gain what the backdrop gains (the nets may shade, not re-colour the light). The
+    gains are compared, not the relit chromaticities: a skin-coloured face's normalised chromaticity moves less
+    than a grey backdrop's under the very same light, even with shading that is exactly linear in the light."""
+    plate, _, shape = astronaut_subject
     tint = np.array([1.3, 1.0, 0.7], np.float32)
     tint /= tint @ np.array([0.2126, 0.7152, 0.0722], np.float32)
     neutral = key_light(30.0, ambient=0.3, key=10.0)
     warm = Environment(neutral.radiance * tint, neutral.cam_to_env)
     face = shape.face_mask > 0.5
-
-    def chroma(rgb: np.ndarray) -> np.ndarray:
-        mean = rgb.reshape(-1, 3).mean(axis=0)
-        return mean / mean.sum()
-
-    shifts = {}
+    means = {}
     for name, environment in (("neutral", neutral), ("warm", warm)):
-        passes = pipeline.relight(plate, environment, LEARNED).passes
-        shifts[name] = chroma(passes["relit"][..., :3][face]), chroma(environment.view(64, 64, 40.0))
-    subject_shift = shifts["warm"][0] - shifts["neutral"][0]
-    backdrop_shift = shifts["warm"][1] - shifts["neutral"][1]
-    assert np.abs(subject_shift - backdrop_shift).sum() < 0.25 * np.abs(backdrop_shift).sum(), (subject_shift,
-                                                                                                  backdrop_shift)
+        relit = pipeline.relight(plate, environment, ALL_LEARNED).passes["relit"][..., :3]
+        means[name] = relit[face].mean(axis=0), environment.view(64, 64, 40.0).reshape(-1, 3).mean(axis=0)
+    subject_gain, backdrop_gain = (means["warm"][i] / means["neutral"][i] for i in (0, 1))
+    subject_gain, backdrop_gain = subject_gain / subject_gain.sum(), backdrop_gain / backdrop_gain.sum()
+    departure = np.abs(backdrop_gain - 1.0 / 3.0).sum()  # how far the tint is from neutral
+    assert np.abs(subject_gain - backdrop_gain).sum() < 0.1 * departure, (subject_gain, backdrop_gain)

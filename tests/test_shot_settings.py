@@ -58,12 +58,12 @@ def test_settings_register_on_scene_and_survive_save_and_reload(tmp_path):
 def test_relight_settings_carry_specular_matting_normals_albedo_and_shading():
     bpy.ops.wm.read_factory_settings(use_empty=True)
     settings = bpy.context.scene.portrait_relight
-    assert settings.normals == settings.albedo == settings.shading == "classical"
-    settings.specular_strength, settings.matting_resolution, settings.normals = 0.25, 1024, "learned"
-    settings.albedo = settings.shading = "learned"
+    assert settings.normals == settings.albedo == settings.shading == "learned"  # the nets are the default
+    settings.specular_strength, settings.matting_resolution, settings.normals = 0.25, 1024, "classical"
+    settings.albedo, settings.shading = "learned", "classical"
     relight = shot_settings.relight_settings(bpy.context, shot_settings.shot_values(bpy.context.scene), 33.0)
     assert (relight.specular_strength, relight.matting_resolution, relight.fov_deg, relight.normals,
-            relight.albedo, relight.shading) == (0.25, 1024, 33.0, "learned", "learned", "learned")
+            relight.albedo, relight.shading) == (0.25, 1024, 33.0, "classical", "learned", "classical")
 
 
 def compositor_scene(tmp_path: Path):
