@@ -83,6 +83,23 @@ def test_the_albedo_level_is_set_by_the_face_median_shading(astronaut_subject, m
                                atol=1e-6)
 
 
+def test_an_albedo_above_one_keeps_its_hue():
+    """A bright photo can imply an albedo above 1 (red hair with red above 1): such pixels are scaled down whole,
+    so they keep their hue (a per-channel clip turned such hair blonde), and every pixel within [0, 1] is left
+    exactly as it is (the exposure convention stands)."""
+    rng = np.random.default_rng(5)
+    albedo = rng.uniform(0.05, 0.5, (2000, 3)).astype(np.float32)
+    albedo[:600] = rng.uniform(0.9, 1.6, (600, 1)) * np.array([1.0, 0.45, 0.2], np.float32)  # red hair
+    fitted = albedo_net.within_reflectance(albedo)
+    assert fitted.max() <= 1.0 and fitted.min() >= 0.0
+    np.testing.assert_allclose(fitted / fitted.sum(-1, keepdims=True), albedo / albedo.sum(-1, keepdims=True),
+                               rtol=1e-5, atol=1e-6)
+    over = albedo.max(-1) > 1.0
+    assert over.sum() > 100
+    np.testing.assert_allclose(fitted[over].max(-1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(fitted[~over], albedo[~over])
+
+
 def test_the_calibration_reads_how_many_stops_the_albedo_is_too_dark():
     """tools/albedo_exposure.py's per-photo figure: a prediction 0.75 stops too dark reads +0.75 over the
     reference, whatever lies outside it, and clipped or black predictions do not count."""

@@ -51,7 +51,8 @@ def log_shading(plate_linear: np.ndarray, albedo: np.ndarray) -> np.ndarray:
 
 def estimate_albedo_learned(foreground: np.ndarray, alpha: np.ndarray, normals: np.ndarray, face_mask: np.ndarray,
                             settings: RelightSettings) -> np.ndarray:
-    """(H, W, 3) albedo in [0, 1], 0 outside the matte: the foreground divided by the net's source shading.
+    """(H, W, 3) albedo in [0, 1], 0 outside the matte: the foreground divided by the net's source shading
+    (`within_reflectance` keeps it below 1).
 
     The shading comes back to the plate by edge-aware guided upsampling (the foreground's luminance guides it, as
     the plate's does for the learned normals) and its exposure is set by convention: median shading luminance
@@ -68,6 +69,17 @@ def estimate_albedo_learned(foreground: np.ndarray, alpha: np.ndarray, normals: 
     level = float(np.median(shading[reference] @ _LUMA)) if reference.any() else 1.0
     shading /= max(level, 1e-6)
     albedo = np.zeros(alpha.shape + (3,), np.float32)
-    albedo[rows, cols] = np.clip(foreground[rows, cols, :3] / (np.maximum(shading, SHADING_FLOOR) * FACE_SHADING),
-                                 0.0, 1.0)
+    albedo[rows, cols] = within_reflectance(foreground[rows, cols, :3] / (np.maximum(shading, SHADING_FLOOR)
+                                                                          * FACE_SHADING))
     return albedo
+
+
+def within_reflectance(albedo: np.ndarray) -> np.ndarray:
+    """(N, 3) albedo values brought into [0, 1] without changing their hue: a pixel above 1 is scaled down whole.
+
+    By the exposure convention a bright photo can imply an albedo above 1, which no surface has. A per-channel clip
+    would change such pixels' hue: on a red-haired portrait (083) 38 % of the subject had red above 1, and clipping
+    red alone turned the hair blonde. Their level is not lowered for the whole subject: that would undo the
+    exposure convention on ordinary photos (the astronaut's albedo came down by a third)."""
+    albedo = np.maximum(albedo, 0.0)
+    return (albedo / np.maximum(albedo.max(axis=-1, keepdims=True), 1.0)).astype(np.float32)
