@@ -63,7 +63,7 @@ def case_settings(case: GroundTruthCase, settings: RelightSettings) -> RelightSe
 
 
 def whole_pipeline(plate: np.ndarray, environment: Environment, settings: RelightSettings,
-         prefiltered: lightmaps.PrefilteredEnvironment) -> MethodOutput:
+                   prefiltered: lightmaps.PrefilteredEnvironment) -> MethodOutput:
     result = pipeline.relight(plate, environment, settings, prefiltered=prefiltered)
     p = result.passes
     return MethodOutput(relit=p["relit"][..., :3], alpha=p["alpha"], normal=p["normal"], albedo=p["albedo"])

@@ -45,7 +45,7 @@ FACE_FEATHER = 0.12  # face widths: the face mesh's own detail fades out over th
 OFFSET_SIGMA = 0.15  # face widths: smoothing of the face-minus-body slope offset (its low frequencies)
 OFFSET_REACH = 0.5  # face widths: the offset carried into the body around the face fades out over this
 # face widths: the scale below which the face mesh's slopes count as facial detail on the learned normals. Chosen on
-# the light stage's validation identities (tools/face_detail_compare.py), never on eval-v2.
+# the light stage's validation identities (tools/geometry_compare.py --face-detail), never on eval-v2.
 FACE_DETAIL_SIGMA = 0.1
 
 
@@ -223,7 +223,7 @@ def with_face_detail(learned: np.ndarray, alpha: np.ndarray, face_n: np.ndarray,
     FACE_DETAIL_SIGMA face widths, normalised over the face so its edge does not leak in); the mesh's detail replaces
     the net's, weighted by `face_w` (0 at the mesh edge), while the net keeps the head's orientation and everything
     off the face. On the validation identities this lowered the face's mean angular error (tools/
-    face_detail_compare.py)."""
+    geometry_compare.py --face-detail)."""
     from scipy import ndimage
 
     height, width = alpha.shape
