@@ -95,10 +95,15 @@ def relight_subject(foreground: np.ndarray, alpha: np.ndarray, normals: np.ndarr
     height, width = alpha.shape
     box = subject_box(alpha)
     foreground, alpha, normals, face_mask = foreground[box], alpha[box], normals[box], face_mask[box]
+    view = None  # the subject as the learned albedo and shading nets both see it, made once
+    if (albedo is None and settings.albedo == "learned") or settings.shading == "learned":
+        from .stages.normals_net import subject_view
+
+        view = subject_view(foreground, alpha, normals)
     if albedo is None and settings.albedo == "learned":
         from .stages.albedo_net import estimate_albedo_learned  # loads a model: only when chosen
 
-        albedo = estimate_albedo_learned(foreground, alpha, normals, face_mask, settings)
+        albedo = estimate_albedo_learned(foreground, alpha, normals, face_mask, settings, view)
     elif albedo is None:
         albedo = albedo_stage.estimate_albedo(foreground, normals, alpha, fit_weight=face_mask).albedo
     else:
@@ -112,7 +117,7 @@ def relight_subject(foreground: np.ndarray, alpha: np.ndarray, normals: np.ndarr
         from .stages.shading_net import predict_shading  # loads a model: only when chosen
 
         ratio, weights = predict_shading(foreground, alpha, normals, albedo, prefiltered, settings.fov_deg, settings,
-                                         frame_size=(width, height), offset=(box[0].start, box[1].start))
+                                         frame_size=(width, height), offset=(box[0].start, box[1].start), view=view)
         weights *= np.float32(settings.specular_strength)
     else:
         ratio = None

@@ -33,14 +33,13 @@ from ..inference.lighting.environment import Environment
 from ..inference.settings import RelightSettings
 from ..inference.stages import lightmaps
 from ..inference.stages.albedo_net import estimate_albedo_learned
-from ..inference.stages.normals_net import subject_crop
+from ..inference.stages.normals_net import crop_normals, net_input, subject_crop
 from ..inference.stages.shading_net import (
     IN_CHANNELS,
     OUT_CHANNELS,
     RATIO_RANGE,
     WEIGHT_OFFSET,
     WEIGHT_SCALE,
-    crop_normals,
     crop_rays,
     light_level,
     shading_net_input,
@@ -103,7 +102,8 @@ def prepare(sample: dict, size: int, unit_prefiltered: Callable[[dict], lightmap
         else:
             albedo = albedo * np.exp(rng.normal(0.0, ALBEDO_COLOUR_ERROR, 3)).astype(np.float32)
     albedo_crop = crop.take(albedo, size)
-    x = shading_net_input(sample["plate"], alpha, normal_crop, albedo_crop, maps.diffuse, maps.specular, crop, size)[0]
+    x = shading_net_input(net_input(sample["plate"], alpha, crop, size), normal_crop, albedo_crop, maps.diffuse,
+                          maps.specular)[0]
     level = np.float32(light_level(maps.diffuse, inside))
     alpha_crop = crop.take(alpha, size)
     relit = crop.take(sample["target"], size) / np.maximum(alpha_crop, 1e-3)[..., None]

@@ -20,7 +20,17 @@ import numpy as np
 from ..models.registry import ALBEDO_NET
 from ..models.session import load_model
 from ..settings import RelightSettings
-from .normals_net import WORK_SIZE, SubjectCrop, guided_values, net_input, plate_guide, subject_crop
+from .normals_net import (
+    NORMAL_X,
+    WORK_SIZE,
+    SubjectCrop,
+    SubjectView,
+    crop_normals,
+    guided_values,
+    mirror_averaged,
+    net_input,
+    subject_view,
+)
 
 IN_CHANNELS, OUT_CHANNELS = 7, 3
 LOG_EPS = 1e-3  # linear units added before logs: keeps black pixels finite
@@ -38,10 +48,12 @@ def albedo_net_input(plate_linear: np.ndarray, alpha: np.ndarray, normals: np.nd
                      size: int = WORK_SIZE) -> np.ndarray:
     """(1, 7, size, size): the geometry net's input (sRGB plate, matte) followed by the normals on the crop,
     unit length again after the resize (0 where there are none)."""
-    normal_crop = crop.take(np.asarray(normals, np.float32) * (np.asarray(alpha) > 0)[..., None], size)
-    length = np.linalg.norm(normal_crop, axis=-1, keepdims=True)
-    normal_crop = np.where(length > 1e-6, normal_crop / np.maximum(length, 1e-6), 0.0).astype(np.float32)
-    return np.concatenate([net_input(plate_linear, alpha, crop, size), normal_crop.transpose(2, 0, 1)[None]], axis=1)
+    return with_normals(net_input(plate_linear, alpha, crop, size), crop_normals(normals, alpha, crop, size))
+
+
+def with_normals(encoded: np.ndarray, normal_crop: np.ndarray) -> np.ndarray:
+    """(1, 7, S, S): net_input's (1, 4, S, S) followed by crop_normals' (S, S, 3)."""
+    return np.concatenate([encoded, normal_crop.transpose(2, 0, 1)[None]], axis=1)
 
 
 def log_shading(plate_linear: np.ndarray, albedo: np.ndarray) -> np.ndarray:
@@ -50,19 +62,20 @@ def log_shading(plate_linear: np.ndarray, albedo: np.ndarray) -> np.ndarray:
 
 
 def estimate_albedo_learned(foreground: np.ndarray, alpha: np.ndarray, normals: np.ndarray, face_mask: np.ndarray,
-                            settings: RelightSettings) -> np.ndarray:
+                            settings: RelightSettings, view: SubjectView | None = None) -> np.ndarray:
     """(H, W, 3) albedo in [0, 1], 0 outside the matte: the foreground divided by the net's source shading
     (`within_reflectance` keeps it below 1).
 
     The shading comes back to the plate by edge-aware guided upsampling (the foreground's luminance guides it, as
     the plate's does for the learned normals) and its exposure is set by convention: median shading luminance
-    FACE_SHADING on the face (on the opaque matte when too little face is found)."""
-    crop = subject_crop(alpha)
+    FACE_SHADING on the face (on the opaque matte when too little face is found). `view` is
+    subject_view(foreground, alpha, normals), when the caller has it."""
+    view = view or subject_view(foreground, alpha, normals)
     model = load_model(ALBEDO_NET, settings)
-    output = model.run(albedo_net_input(foreground, alpha, normals, crop, WORK_SIZE))[model.outputs[0]]
-    low = np.asarray(output, np.float32)[0].transpose(1, 2, 0)
-    rows, cols = np.nonzero(alpha > 0.0)  # the albedo is needed inside the matte only
-    shading = np.exp(guided_values(low, plate_guide(foreground, crop), crop, rows, cols))
+    output = mirror_averaged(model, with_normals(view.encoded, view.normal_crop), input_x=NORMAL_X)
+    low = output[0].transpose(1, 2, 0)
+    rows, cols = view.rows, view.cols  # the albedo is needed inside the matte only
+    shading = np.exp(guided_values(low, view.guide, view.crop, rows, cols))
     reference = ((alpha > 0.9) & (face_mask > 0.5))[rows, cols]
     if reference.sum() < MIN_REFERENCE_PIXELS:
         reference = alpha[rows, cols] > 0.9

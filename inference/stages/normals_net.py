@@ -26,7 +26,7 @@ from scipy import ndimage
 
 from ..io.imageio import linear_to_srgb
 from ..models.registry import GEOMETRY_NET
-from ..models.session import load_model
+from ..models.session import OnnxModel, load_model
 from ..resample import resize
 from ..settings import RelightSettings
 
@@ -35,6 +35,8 @@ CROP_THRESHOLD = 0.05
 CROP_MARGIN = 0.08  # of the box's longer side, on each side
 GUIDE_RADIUS = 2  # working-size pixels: the window of the guided filter's local linear fits
 GUIDE_EPS = 1e-3  # (luminance units)^2: below this local contrast the normals stay smooth
+NORMAL_X = 4  # the albedo and shading nets' input channel of the normals' X component (after net_input's 4)
+MIRROR_AVERAGE = True  # the three nets answer for the plate and its mirror image, averaged (mirror_averaged)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,52 @@ def net_input(plate_linear: np.ndarray, alpha: np.ndarray, crop: SubjectCrop, si
     rgb = resize(np.clip(linear_to_srgb(window), 0.0, 1.0), size, size)
     matte = crop.take(np.asarray(alpha, np.float32), size)
     return np.concatenate([rgb, matte[..., None]], axis=-1).transpose(2, 0, 1)[None].astype(np.float32)
+
+
+def crop_normals(normals: np.ndarray, alpha: np.ndarray, crop: SubjectCrop, size: int = WORK_SIZE) -> np.ndarray:
+    """(size, size, 3) unit normals on the crop, as the albedo and shading nets take them (0 where there are none)."""
+    normal_crop = crop.take(np.asarray(normals, np.float32) * (np.asarray(alpha) > 0)[..., None], size)
+    length = np.linalg.norm(normal_crop, axis=-1, keepdims=True)
+    return np.where(length > 1e-6, normal_crop / np.maximum(length, 1e-6), 0.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SubjectView:
+    """What the albedo and shading nets both take from the subject, made once per plate (`subject_view`): the crop,
+    the foreground's net_input, the normals on the crop, the guide of the upsampling and the matte's pixels."""
+
+    crop: SubjectCrop
+    encoded: np.ndarray  # (1, 4, S, S) net_input
+    normal_crop: np.ndarray  # (S, S, 3) crop_normals
+    guide: np.ndarray  # (side, side) plate_guide
+    rows: np.ndarray  # the matte's pixels (alpha > 0): where the passes are needed
+    cols: np.ndarray
+
+
+def subject_view(foreground: np.ndarray, alpha: np.ndarray, normals: np.ndarray) -> SubjectView:
+    crop = subject_crop(alpha)
+    rows, cols = np.nonzero(alpha > 0.0)
+    return SubjectView(crop, net_input(foreground, alpha, crop, WORK_SIZE), crop_normals(normals, alpha, crop),
+                       plate_guide(foreground, crop), rows, cols)
+
+
+def mirror_averaged(model: OnnxModel, x: np.ndarray, input_x: int | None = None, output_x: int | None = None
+                    ) -> np.ndarray:
+    """The net's first output on x (1, C, S, S), averaged with its output on the left-right mirrored input, mirrored
+    back: the nets were trained with random mirrors, so both are answers to the same question, and their mean
+    carries less of either's error. `input_x` and `output_x` are channels that hold a normal's X component (they
+    change sign in a mirror)."""
+    x = np.asarray(x, np.float32)
+    if not MIRROR_AVERAGE:
+        return np.asarray(model.run(x)[model.outputs[0]], np.float32)
+    mirrored = x[..., ::-1].copy()
+    if input_x is not None:
+        mirrored[:, input_x] *= -1.0
+    both = [np.asarray(model.run(v)[model.outputs[0]], np.float32) for v in (x, mirrored)]
+    back = both[1][..., ::-1].copy()
+    if output_x is not None:
+        back[:, output_x] *= -1.0
+    return 0.5 * (both[0] + back)
 
 
 def unit_normals(output: np.ndarray) -> np.ndarray:
@@ -173,7 +221,7 @@ def estimate_normals_learned(plate_linear: np.ndarray, alpha: np.ndarray, settin
     """(H, W, 3) unit camera-space normals from the geometry net, 0 where alpha is 0."""
     crop = subject_crop(alpha)
     model = load_model(GEOMETRY_NET, settings)
-    output = model.run(net_input(plate_linear, alpha, crop, WORK_SIZE))[model.outputs[0]]
+    output = mirror_averaged(model, net_input(plate_linear, alpha, crop, WORK_SIZE), output_x=0)
     rows, cols = np.nonzero(alpha > 0.0)
     values = bilinear_values(unit_normals(output), crop, rows, cols)
     length = np.linalg.norm(values, axis=-1, keepdims=True)

@@ -23,7 +23,7 @@ from ..models.registry import SHADING_NET
 from ..models.session import load_model
 from ..settings import RelightSettings
 from . import lightmaps
-from .normals_net import WORK_SIZE, SubjectCrop, guided_values, net_input, plate_guide, subject_crop
+from .normals_net import NORMAL_X, WORK_SIZE, SubjectCrop, SubjectView, guided_values, mirror_averaged, subject_view
 
 IN_CHANNELS, OUT_CHANNELS = 25, 7
 WEIGHT_SCALE = 0.05
@@ -50,13 +50,6 @@ def crop_rays(width: int, height: int, fov_deg: float, crop: SubjectCrop, size: 
     return rays.astype(np.float32)
 
 
-def crop_normals(normals: np.ndarray, alpha: np.ndarray, crop: SubjectCrop, size: int) -> np.ndarray:
-    """(size, size, 3) unit normals on the crop (0 where there are none)."""
-    normal_crop = crop.take(np.asarray(normals, np.float32) * (np.asarray(alpha) > 0)[..., None], size)
-    length = np.linalg.norm(normal_crop, axis=-1, keepdims=True)
-    return np.where(length > 1e-6, normal_crop / np.maximum(length, 1e-6), 0.0).astype(np.float32)
-
-
 def light_level(diffuse: np.ndarray, mask: np.ndarray) -> float:
     """The light maps' scale: mean diffuse luminance over the mask (light maps are linear in the light)."""
     values = diffuse[mask] @ _LUMA
@@ -78,14 +71,14 @@ def encode_albedo(albedo: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.clip(linear_to_srgb(np.clip(scaled, 0.0, 1.0)), 0.0, 1.0).transpose(2, 0, 1).astype(np.float32)
 
 
-def shading_net_input(foreground: np.ndarray, alpha: np.ndarray, normal_crop: np.ndarray, albedo_crop: np.ndarray,
-                      diffuse_crop: np.ndarray, specular_crop: np.ndarray, crop: SubjectCrop,
-                      size: int = WORK_SIZE) -> np.ndarray:
-    """(1, 25, S, S): see the module docstring. The *_crop arrays are already on the crop at the working size."""
+def shading_net_input(encoded: np.ndarray, normal_crop: np.ndarray, albedo_crop: np.ndarray,
+                      diffuse_crop: np.ndarray, specular_crop: np.ndarray) -> np.ndarray:
+    """(1, 25, S, S): see the module docstring. `encoded` is the foreground's net_input; the *_crop arrays are on
+    the crop at the working size."""
     mask = normal_crop.any(axis=-1)
     level = light_level(diffuse_crop, mask)
     return np.concatenate([
-        net_input(foreground, alpha, crop, size)[0],
+        encoded[0],
         normal_crop.transpose(2, 0, 1),
         encode_albedo(albedo_crop, mask),
         encode_light_maps(diffuse_crop, specular_crop, level),
@@ -101,29 +94,30 @@ def decode_output(output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def predict_shading(foreground: np.ndarray, alpha: np.ndarray, normals: np.ndarray, albedo: np.ndarray,
                     prefiltered: lightmaps.PrefilteredEnvironment, fov_deg: float, settings: RelightSettings,
-                    frame_size: tuple[int, int] | None = None, offset: tuple[int, int] = (0, 0)
-                    ) -> tuple[np.ndarray, np.ndarray]:
+                    frame_size: tuple[int, int] | None = None, offset: tuple[int, int] = (0, 0),
+                    view: SubjectView | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(diffuse ratio (H, W, 3), lobe weights (H, W, 4)) on the (H, W) arrays given, at full resolution, inside the
     matte (alpha > 0: where the light maps are); outside it the ratio is 1 and the weights 0.
 
     The arrays may be a box of a larger frame: `frame_size` (width, height) is the frame's and `offset` (top, left)
-    the box's place in it, so the crop's camera rays are the frame's."""
+    the box's place in it, so the crop's camera rays are the frame's. `view` is subject_view(foreground, alpha,
+    normals), when the caller has it."""
     height, width = alpha.shape
     frame_width, frame_height = frame_size or (width, height)
-    crop = subject_crop(alpha)
-    normal_crop = crop_normals(normals, alpha, crop, WORK_SIZE)
+    view = view or subject_view(foreground, alpha, normals)
+    crop, normal_crop = view.crop, view.normal_crop
     mask = normal_crop.any(axis=-1)
     in_frame = SubjectCrop(crop.top + offset[0], crop.left + offset[1], crop.side)
     rays = crop_rays(frame_width, frame_height, fov_deg, in_frame, WORK_SIZE)
     maps = lightmaps.light_maps(prefiltered, normal_crop, rays, mask)
     albedo_crop = crop.take(np.asarray(albedo, np.float32), WORK_SIZE)
     model = load_model(SHADING_NET, settings)
-    x = shading_net_input(foreground, alpha, normal_crop, albedo_crop, maps.diffuse, maps.specular, crop)
-    output = np.asarray(model.run(x)[model.outputs[0]], np.float32)[0].transpose(1, 2, 0)
+    x = shading_net_input(view.encoded, normal_crop, albedo_crop, maps.diffuse, maps.specular)
+    output = mirror_averaged(model, x, input_x=NORMAL_X)[0].transpose(1, 2, 0)
     # log ratio and raw weights are upsampled (smooth quantities), then decoded: both stay in their ranges; outside
     # the crop (no subject there) the raw output is 0
-    rows, cols = np.nonzero(alpha > 0.0)
-    ratio_values, weight_values = decode_output(guided_values(output, plate_guide(foreground, crop), crop, rows, cols))
+    rows, cols = view.rows, view.cols
+    ratio_values, weight_values = decode_output(guided_values(output, view.guide, crop, rows, cols))
     ratio = np.ones((height, width, 3), np.float32)
     weights = np.zeros((height, width, OUT_CHANNELS - 3), np.float32)
     ratio[rows, cols] = ratio_values
