@@ -170,18 +170,33 @@ def _bilinear_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray]
     return upper, (centre - upper).astype(np.float32)
 
 
+def _in_window(crop: SubjectCrop, rows: np.ndarray, cols: np.ndarray
+               ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """(which pixels fall inside the window, or None when all do, the common case; their rows and columns in it)."""
+    rows, cols = rows - crop.top, cols - crop.left
+    inside = (rows >= 0) & (rows < crop.side) & (cols >= 0) & (cols < crop.side)
+    if inside.all():
+        return None, rows, cols
+    return inside, rows[inside], cols[inside]
+
+
+def _placed(values: np.ndarray, inside: np.ndarray | None) -> np.ndarray:
+    """Values at the pixels inside the window -> (N, C) at all N pixels, 0 outside it."""
+    if inside is None:
+        return values
+    placed = np.zeros((inside.size, values.shape[-1]), np.float32)
+    placed[inside] = values
+    return placed
+
+
 def bilinear_values(low: np.ndarray, crop: SubjectCrop, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """(N, C): the (s, s, C) working-size `low` enlarged bilinearly to `crop` (resample.resize), put back on the
     plate, at plate pixels (rows, cols); 0 at those outside the window. Only those pixels are computed (the nets'
     passes are needed inside the matte only, a fraction of a frame), so the full-size maps are never made."""
     size, side, channels = low.shape[0], crop.side, low.shape[-1]
-    rows, cols = rows - crop.top, cols - crop.left
-    inside = (rows >= 0) & (rows < side) & (cols >= 0) & (cols < side)
-    rows, cols = rows[inside], cols[inside]
-    values = np.zeros((inside.size, channels), np.float32)
+    inside, rows, cols = _in_window(crop, rows, cols)
     if side <= size:  # shrinking (a subject smaller than the working size): the dense resize is as cheap
-        values[inside] = resize(low, side, side)[rows, cols]
-        return values
+        return _placed(resize(low, side, side)[rows, cols], inside)
     across = resize(low, size, side)  # the horizontal pass of the enlargement
     upper, weight = _bilinear_taps(side, size)
     flat, index = across.reshape(-1, channels), upper[rows] * side + cols
@@ -190,8 +205,7 @@ def bilinear_values(low: np.ndarray, crop: SubjectCrop, rows: np.ndarray, cols: 
     below -= fits
     below *= weight[rows, None]
     fits += below
-    values[inside] = fits
-    return values
+    return _placed(fits, inside)
 
 
 def guided_values(low: np.ndarray, guide: np.ndarray, crop: SubjectCrop, rows: np.ndarray, cols: np.ndarray
@@ -199,16 +213,16 @@ def guided_values(low: np.ndarray, guide: np.ndarray, crop: SubjectCrop, rows: n
     """(N, C): guided_upsample(low, guide) on `crop`, put back on the plate, at plate pixels (rows, cols); 0 at those
     outside the window (the guided filter's coefficients enlarged by `bilinear_values`)."""
     channels, side = low.shape[-1], crop.side
-    values = np.zeros((rows.size, channels), np.float32)
-    inside = (rows >= crop.top) & (rows < crop.top + side) & (cols >= crop.left) & (cols < crop.left + side)
+    inside, local_rows, local_cols = _in_window(crop, rows, cols)
     if side <= low.shape[0]:  # shrinking: the dense filter is as cheap
-        values[inside] = guided_upsample(low, guide)[rows[inside] - crop.top, cols[inside] - crop.left]
-        return values
+        return _placed(guided_upsample(low, guide)[local_rows, local_cols], inside)
     a, b = guided_coefficients(low, resize(guide, low.shape[0], low.shape[0]))
-    fits = bilinear_values(np.concatenate([a, b], axis=-1), crop, rows[inside], cols[inside])
-    at = guide[rows[inside] - crop.top, cols[inside] - crop.left, None]
-    values[inside] = fits[:, :channels] * at + fits[:, channels:]
-    return values
+    if inside is not None:
+        rows, cols = rows[inside], cols[inside]
+    fits = bilinear_values(np.concatenate([a, b], axis=-1), crop, rows, cols)
+    values = fits[:, :channels] * np.take(guide.reshape(-1), local_rows * side + local_cols)[:, None]
+    values += fits[:, channels:]
+    return _placed(values, inside)
 
 
 def plate_guide(plate_linear: np.ndarray, crop: SubjectCrop) -> np.ndarray:
