@@ -114,3 +114,44 @@ def test_the_calibration_reads_how_many_stops_the_albedo_is_too_dark():
     assert albedo_exposure.level_error_stops(predicted, true, reference) == pytest.approx(0.75, abs=1e-4)
     assert albedo_exposure.level_error_stops(true * 2.0, true, reference) == pytest.approx(-1.0, abs=1e-4)
     assert np.isnan(albedo_exposure.level_error_stops(predicted, true, np.zeros_like(reference)))
+
+
+def test_the_skin_range_is_the_light_stage_skin_palettes():
+    """SKIN_CHROMA (runtime, no lightstage import) is the chroma range of the light stage's skin palette."""
+    from portrait_relight.lightstage.materials import skin_colour
+
+    chroma = np.array([[np.log(r / g), np.log(b / g)] for melanin in np.linspace(0.0, 1.0, 121)
+                       for hue in (-0.015, 0.0, 0.015) for r, g, b in [skin_colour(melanin, hue)]])
+    np.testing.assert_allclose(np.array(albedo_net.SKIN_CHROMA), np.stack([chroma.min(0), chroma.max(0)], 1),
+                               atol=2e-3)
+
+
+def test_a_face_colour_no_skin_has_is_brought_to_skin_and_skin_is_left():
+    skin = np.array([0.45, 0.30, 0.24], np.float32)  # log R/G 0.41, log B/G -0.22: inside the range
+    np.testing.assert_array_equal(albedo_net.skin_chroma_gains(np.tile(skin, (50, 1))), np.ones(3, np.float32))
+    blue = np.array([0.30, 0.30, 0.45], np.float32)  # a blue cast the net left in
+    gains = albedo_net.skin_chroma_gains(np.tile(blue, (50, 1)))
+    fixed = blue * gains
+    (red_low, _), (_, blue_high) = albedo_net.SKIN_CHROMA
+    assert np.log(fixed[0] / fixed[1]) == pytest.approx(red_low, abs=1e-5)  # to the nearest skin colour
+    assert np.log(fixed[2] / fixed[1]) == pytest.approx(blue_high, abs=1e-5)
+    assert fixed @ LUMINANCE_WEIGHTS == pytest.approx(blue @ LUMINANCE_WEIGHTS, rel=1e-5)  # luminance kept
+
+
+def test_a_strong_cast_leaves_the_face_albedo_skin_coloured(astronaut_subject, monkeypatch):
+    """A cyan light the net cannot take off whole: the face's albedo still comes out within skin's chroma range,
+    which it does not without the range."""
+    _, matte, shape = astronaut_subject
+    cyan = np.array([0.35, 1.0, 1.6], np.float32)
+
+    def face_chroma_of_albedo() -> np.ndarray:
+        albedo = estimate_albedo_learned(matte.foreground * cyan, matte.alpha, shape.normal, shape.face_mask, LEARNED)
+        median = np.median(albedo[(shape.face_mask > 0.5) & (matte.alpha > 0.9)], axis=0)
+        return np.log([median[0] / median[1], median[2] / median[1]])
+
+    (red_low, red_high), (blue_low, blue_high) = albedo_net.SKIN_CHROMA
+    red, blue = face_chroma_of_albedo()
+    assert red_low - 0.02 <= red <= red_high + 0.02 and blue_low - 0.02 <= blue <= blue_high + 0.02, (red, blue)
+    monkeypatch.setattr(albedo_net, "skin_chroma_gains", lambda face_albedo: np.ones(3, np.float32))
+    red, blue = face_chroma_of_albedo()
+    assert not (red_low <= red <= red_high and blue_low <= blue <= blue_high), (red, blue)
