@@ -1,4 +1,5 @@
-"""The learned geometry net's side of the pipeline: what it is fed and how its answer goes back onto the plate.
+"""The learned geometry net's side of the pipeline: what it is fed and how its answer goes back onto the plate; and
+what the three learned nets share: the subject's crop and view, their mirror-averaged runs, the upsampling.
 
 The net (trained by training/geometry.py, on light-stage samples prepared with these very functions) works on a
 square crop around the subject, resized to a working size (a multiple of 16, WORK_SIZE by default):
