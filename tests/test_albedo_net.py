@@ -136,6 +136,10 @@ def test_a_face_colour_no_skin_has_is_brought_to_skin_and_skin_is_left():
     assert np.log(fixed[0] / fixed[1]) == pytest.approx(red_low, abs=1e-5)  # to the nearest skin colour
     assert np.log(fixed[2] / fixed[1]) == pytest.approx(blue_high, abs=1e-5)
     assert fixed @ LUMINANCE_WEIGHTS == pytest.approx(blue @ LUMINANCE_WEIGHTS, rel=1e-5)  # luminance kept
+    # under a saturated red lamp the face has next to no green or blue left: the gain stops at two stops
+    red_lamp = np.tile(np.array([0.5, 1e-4, 1e-4], np.float32), (50, 1))
+    gains = albedo_net.skin_chroma_gains(red_lamp)
+    assert np.all(np.isfinite(gains)) and gains.max() / gains.min() <= 4.0 * (1 + 1e-5)
 
 
 def test_a_strong_cast_leaves_the_face_albedo_skin_coloured(astronaut_subject, monkeypatch):

@@ -47,6 +47,9 @@ _LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 # measured reflectance, at its hue shifts of +-0.015; a test keeps the two in step). The ColorChecker's light- and
 # dark-skin patches lie inside it (0.57, -0.31 and 0.71, -0.38), and so do the 16 shared portraits' face albedos.
 SKIN_CHROMA = ((0.349, 0.997), (-0.843, -0.203))
+# At most two stops of colour change per channel: a photo under a saturated coloured light (a red darkroom lamp) has
+# lost what the other channels would say, and a larger gain would mostly amplify their noise.
+MAX_SKIN_SHIFT = np.log(4.0)
 
 
 def albedo_net_input(plate_linear: np.ndarray, alpha: np.ndarray, normals: np.ndarray, crop: SubjectCrop,
@@ -103,11 +106,12 @@ def skin_chroma_gains(face_albedo: np.ndarray) -> np.ndarray:
     the light stage the face albedo's chroma erred by 0.27 / 0.36 (log R/G, log B/G, standard deviation) while
     their skins spread by 0.11 / 0.14, and 40 % of the albedo's error was its colour. Only chroma no skin has is
     moved (about a third of those 64 photos, lit by coloured light or white-balanced off; none of the 16 shared
-    portraits): albedo si-MSE 0.00837 -> 0.00620, relit si-MSE 0.00410 -> 0.00397 (tools/relit_compare.py)."""
+    portraits): albedo si-MSE 0.00837 -> 0.00622, relit si-MSE 0.00410 -> 0.00397 (tools/relit_compare.py)."""
     median = np.maximum(np.median(face_albedo, axis=0), 1e-6)
     chroma = np.log(np.array([median[0] / median[1], median[2] / median[1]], np.float64))
     (red_low, red_high), (blue_low, blue_high) = SKIN_CHROMA
-    shift = np.clip(chroma, (red_low, blue_low), (red_high, blue_high)) - chroma
+    shift = np.clip(np.clip(chroma, (red_low, blue_low), (red_high, blue_high)) - chroma, -MAX_SKIN_SHIFT,
+                    MAX_SKIN_SHIFT)
     gains = np.exp(np.array([shift[0], 0.0, shift[1]]))
     return (gains * float(median @ _LUMA) / float((median * gains) @ _LUMA)).astype(np.float32)
 
